@@ -1,0 +1,100 @@
+-- ingot schema, migration 1. Applied through PRAGMA user_version; later changes are new steps.
+-- Times are integer milliseconds since the Unix epoch. Ids are 24-hex ObjectId-style text.
+-- Every *_sealed column holds an AES-256-GCM envelope (see src/crypto.rs), never plaintext.
+
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE api_keys (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    env          TEXT NOT NULL CHECK (env IN ('development', 'production')),
+    secret_hash  BLOB NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at   INTEGER
+);
+
+CREATE TABLE signing_keys (
+    kid            TEXT PRIMARY KEY,
+    public_key     BLOB NOT NULL,
+    private_sealed BLOB NOT NULL,
+    created_at     INTEGER NOT NULL,
+    retired_at     INTEGER
+);
+
+CREATE TABLE users (
+    id         TEXT PRIMARY KEY,
+    env        TEXT NOT NULL CHECK (env IN ('development', 'production')),
+    username   TEXT NOT NULL,
+    full_name  TEXT,
+    disabled   INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (env, username)
+);
+CREATE INDEX users_env_id ON users (env, id);
+
+CREATE TABLE credentials (
+    id          TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    type        TEXT NOT NULL,
+    name        TEXT,
+    data_sealed BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX credentials_user ON credentials (user_id);
+
+-- A user's installed workflows; they go with the user.
+CREATE TABLE workflows (
+    id                 TEXT PRIMARY KEY,
+    user_id            TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    integration_id     TEXT,
+    parent_workflow_id TEXT,
+    name               TEXT NOT NULL,
+    trigger            TEXT NOT NULL,
+    blocks             TEXT NOT NULL,
+    active             INTEGER NOT NULL DEFAULT 0,
+    version            INTEGER NOT NULL DEFAULT 1,
+    installed_version  INTEGER,
+    installed_at       INTEGER,
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL
+);
+CREATE INDEX workflows_user ON workflows (user_id);
+CREATE INDEX workflows_parent ON workflows (parent_workflow_id);
+
+-- Runs of a workflow; they go with the workflow (and so with the user).
+CREATE TABLE executions (
+    id          TEXT PRIMARY KEY,
+    workflow_id TEXT NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
+    user_id     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    inputs      TEXT NOT NULL,
+    results     TEXT NOT NULL DEFAULT '[]',
+    created_at  INTEGER NOT NULL,
+    started_at  INTEGER,
+    stopped_at  INTEGER
+);
+CREATE INDEX executions_workflow ON executions (workflow_id, created_at);
+CREATE INDEX executions_status ON executions (status);
+
+-- Error logs outlive their user on purpose: removed by DELETE /users/{id}/logs.
+CREATE TABLE error_logs (
+    id           TEXT PRIMARY KEY,
+    env          TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    workflow_id  TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    block_id     TEXT NOT NULL,
+    block_type   TEXT NOT NULL,
+    block_name   TEXT NOT NULL,
+    error        TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX error_logs_user ON error_logs (env, user_id);
+CREATE INDEX error_logs_workflow ON error_logs (workflow_id, created_at);

@@ -1,0 +1,200 @@
+//! Typed configuration: every `INGOT_*` variable read and validated once, at start-up.
+
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+
+/// Where the master key comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum MasterKeySource {
+    /// `INGOT_MASTER_KEY`: the key(s) in hex, given directly.
+    Inline(String),
+    /// `INGOT_MASTER_KEY_FILE`, or the default file beside the database.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for MasterKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MasterKeySource::Inline(_) => write!(f, "Inline(<redacted>)"),
+            MasterKeySource::File(p) => write!(f, "File({})", p.display()),
+        }
+    }
+}
+
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `synchronous=FULL`: a 200 means the write is on disk.
+    Full,
+    /// `synchronous=NORMAL`: faster; the last commits may be lost on power failure.
+    Normal,
+}
+
+/// Everything the server needs to start. Built from the environment, then CLI flags on top.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: String,
+    pub db: PathBuf,
+    pub master_key: MasterKeySource,
+    pub sync: SyncMode,
+    /// HTTP worker threads (each holds one read connection).
+    pub threads: usize,
+    pub max_body: usize,
+    /// The `iss` of user tokens.
+    pub public_url: String,
+    /// Clock tolerance when verifying user tokens, in seconds.
+    pub token_leeway: u64,
+}
+
+/// Every variable this program reads, with its default, as documented in `packaging/ingot.env`.
+pub const VARIABLES: &[(&str, &str)] = &[
+    ("INGOT_LISTEN", "127.0.0.1:8080"),
+    ("INGOT_DB", "./ingot.db"),
+    ("INGOT_MASTER_KEY", "(unset)"),
+    ("INGOT_MASTER_KEY_FILE", "<database>.key"),
+    ("INGOT_SYNC", "full"),
+    ("INGOT_THREADS", "32"),
+    ("INGOT_MAX_BODY", "1048576"),
+    ("INGOT_PUBLIC_URL", "http://<listen>"),
+    ("INGOT_TOKEN_LEEWAY", "5"),
+    ("INGOT_LOG", "info"),
+];
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> anyhow::Result<Config> {
+        Config::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `get`, so tests can supply their own variables.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let listen = get("INGOT_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let db = PathBuf::from(get("INGOT_DB").unwrap_or_else(|| "./ingot.db".into()));
+        let master_key = match (get("INGOT_MASTER_KEY"), get("INGOT_MASTER_KEY_FILE")) {
+            (Some(_), Some(_)) => bail!("set INGOT_MASTER_KEY or INGOT_MASTER_KEY_FILE, not both"),
+            (Some(k), None) => MasterKeySource::Inline(k),
+            (None, Some(f)) => MasterKeySource::File(f.into()),
+            (None, None) => MasterKeySource::File(default_key_file(&db)),
+        };
+        let sync = match get("INGOT_SYNC").as_deref().unwrap_or("full") {
+            "full" => SyncMode::Full,
+            "normal" => SyncMode::Normal,
+            other => bail!("INGOT_SYNC must be full or normal, not {other:?}"),
+        };
+        let threads = parse_num(&get, "INGOT_THREADS", 32)?;
+        if !(1..=1024).contains(&threads) {
+            bail!("INGOT_THREADS must be between 1 and 1024");
+        }
+        let max_body = parse_num(&get, "INGOT_MAX_BODY", 1 << 20)?;
+        let token_leeway = parse_num(&get, "INGOT_TOKEN_LEEWAY", 5)? as u64;
+        if token_leeway > 300 {
+            bail!("INGOT_TOKEN_LEEWAY is at most 300 seconds");
+        }
+        let public_url = get("INGOT_PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_string();
+        Ok(Config {
+            listen,
+            db,
+            master_key,
+            sync,
+            threads,
+            max_body,
+            public_url,
+            token_leeway,
+        })
+    }
+
+    /// Points the configuration at another database; the key file follows it when it was the
+    /// default one.
+    pub fn set_db(&mut self, db: PathBuf) {
+        if self.master_key == MasterKeySource::File(default_key_file(&self.db)) {
+            self.master_key = MasterKeySource::File(default_key_file(&db));
+        }
+        self.db = db;
+    }
+
+    /// Changes the listen address; the public URL follows it when it was the default one.
+    pub fn set_listen(&mut self, listen: String) {
+        if self.public_url == format!("http://{}", self.listen) {
+            self.public_url = format!("http://{listen}");
+        }
+        self.listen = listen;
+    }
+
+    /// Names set in the environment with our prefix that we do not read.
+    pub fn unknown_variables() -> Vec<String> {
+        std::env::vars()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with("INGOT_") && !VARIABLES.iter().any(|(v, _)| v == k))
+            .collect()
+    }
+}
+
+/// The master key file that sits beside `db`: `ingot.db` → `ingot.db.key`.
+pub fn default_key_file(db: &Path) -> PathBuf {
+    let mut name = db
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "ingot.db".into());
+    name.push(".key");
+    db.with_file_name(name)
+}
+
+fn parse_num(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: usize,
+) -> anyhow::Result<usize> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{name} must be a whole number, not {v:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.db, PathBuf::from("./ingot.db"));
+        assert_eq!(c.master_key, MasterKeySource::File("./ingot.db.key".into()));
+        assert_eq!(c.sync, SyncMode::Full);
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_variable_named() {
+        let e = cfg(&[("INGOT_SYNC", "sometimes")]).unwrap_err().to_string();
+        assert!(e.contains("INGOT_SYNC"), "{e}");
+        let e = cfg(&[("INGOT_THREADS", "many")]).unwrap_err().to_string();
+        assert!(e.contains("INGOT_THREADS"), "{e}");
+        assert!(cfg(&[("INGOT_MASTER_KEY", "a"), ("INGOT_MASTER_KEY_FILE", "b")]).is_err());
+    }
+
+    #[test]
+    fn the_default_key_file_follows_the_database() {
+        let mut c = cfg(&[]).unwrap();
+        c.set_db("/var/lib/ingot/x.db".into());
+        assert_eq!(
+            c.master_key,
+            MasterKeySource::File("/var/lib/ingot/x.db.key".into())
+        );
+    }
+}

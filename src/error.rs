@@ -1,0 +1,94 @@
+//! The one API error type, its status codes, and its JSON body.
+
+use crate::http::Resp;
+use crate::store::StoreError;
+
+/// Everything a handler can answer besides success. The public message is short and safe;
+/// `Internal` carries a detail that is logged, never sent.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    Unauthorized,
+    Forbidden(String),
+    NotFound(String),
+    MethodNotAllowed(&'static str),
+    Conflict(String),
+    PayloadTooLarge(usize),
+    Unprocessable(String),
+    TooManyRequests,
+    Unavailable(String),
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::Unauthorized => 401,
+            ApiError::Forbidden(_) => 403,
+            ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::Conflict(_) => 409,
+            ApiError::PayloadTooLarge(_) => 413,
+            ApiError::Unprocessable(_) => 422,
+            ApiError::TooManyRequests => 429,
+            ApiError::Unavailable(_) => 503,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::BadRequest(m)
+            | ApiError::Forbidden(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::Unprocessable(m) => m.clone(),
+            ApiError::Unauthorized => "Unauthorized".into(),
+            ApiError::MethodNotAllowed(allow) => format!("method not allowed here; use {allow}"),
+            ApiError::PayloadTooLarge(limit) => {
+                format!("request body is over the limit of {limit} bytes")
+            }
+            ApiError::TooManyRequests => "too many requests".into(),
+            ApiError::Unavailable(_) => "the server is shutting down or busy; try again".into(),
+            ApiError::Internal(_) => "internal error".into(),
+        }
+    }
+
+    /// The response for this error.
+    pub fn into_resp(self) -> Resp {
+        match &self {
+            ApiError::Internal(detail) => log::error!("internal error: {detail}"),
+            ApiError::Unavailable(detail) => log::warn!("unavailable: {detail}"),
+            _ => {}
+        }
+        let mut resp = Resp::json(
+            self.status(),
+            &serde_json::json!({ "message": self.public_message() }),
+        );
+        match self {
+            ApiError::Unauthorized => resp.headers.push(("WWW-Authenticate", "Bearer".into())),
+            ApiError::MethodNotAllowed(allow) => resp.headers.push(("Allow", allow.into())),
+            _ => {}
+        }
+        resp
+    }
+
+    /// Maps a storage error, naming the missing thing on `NotFound`.
+    pub fn from_store(e: StoreError, what: &str) -> ApiError {
+        match e {
+            StoreError::NotFound => ApiError::NotFound(format!("{what} not found")),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            e @ (StoreError::Sqlite(_) | StoreError::Crypto(_)) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        ApiError::from_store(e, "resource")
+    }
+}

@@ -1,0 +1,92 @@
+//! The Credentials API. Credential data goes in sealed and never comes back out.
+
+use super::{auth, check_required_text, check_text, json_body, opt_str, req_object};
+use crate::error::ApiError;
+use crate::http::{Ctx, Req, Resp};
+use crate::ids::rfc3339;
+use crate::store::{credentials, users, Env, StoreError};
+use serde_json::{json, Map, Value};
+
+const MAX_TYPE: usize = 128;
+const MAX_NAME: usize = 254;
+
+fn not_found(what: &'static str) -> impl Fn(StoreError) -> ApiError {
+    move |e| ApiError::from_store(e, what)
+}
+
+/// `POST /headless/credentials`: `{userId, credential: {type, name?, data}}`
+pub fn create_headless(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
+    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let body = json_body(req)?;
+    let user = caller.user_ref(body.opt_str("userId")?)?.to_string();
+    let credential = body.req_object("credential")?;
+    store(ctx, caller.env(), user, credential)
+}
+
+/// `POST /users/{userId}/credentials`: `{type, name?, data}`
+pub fn create_for_user(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
+    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let user = caller.user_ref(Some(user))?.to_string();
+    let body = json_body(req)?;
+    store(ctx, caller.env(), user, &body.0)
+}
+
+fn store(
+    ctx: &Ctx,
+    env: Env,
+    user: String,
+    credential: &Map<String, Value>,
+) -> Result<Resp, ApiError> {
+    let kind = opt_str(credential.get("type"), "type")?
+        .ok_or_else(|| ApiError::Unprocessable("credential type is required".into()))?
+        .to_string();
+    check_required_text("type", &kind, MAX_TYPE)?;
+    let name = opt_str(credential.get("name"), "name")?.map(str::to_string);
+    if let Some(n) = &name {
+        check_text("name", n, MAX_NAME)?;
+    }
+    let data = req_object(credential.get("data"), "data")?;
+    let plaintext = serde_json::to_vec(data).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let secrets = ctx.app.store.secrets.clone();
+    let c = ctx
+        .app
+        .store
+        .write(move |c| {
+            credentials::insert(c, &secrets, env, &user, &kind, name.as_deref(), &plaintext)
+        })
+        .map_err(not_found("user"))?;
+    Ok(Resp::ok(&json!({ "success": true, "credentialId": c.id })))
+}
+
+/// `GET /users/{userId}/credentials` and `GET /credentials/users/{userId}`
+pub fn list(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
+    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let user = users::get(ctx.db, caller.env(), caller.user_ref(Some(user))?)
+        .map_err(not_found("user"))?;
+    let data: Vec<Value> = credentials::list(ctx.db, &user.id)?
+        .iter()
+        .map(|c| {
+            json!({
+                "credentialId": c.id,
+                "type": c.kind,
+                "name": c.name,
+                "createdAt": rfc3339(c.created_at),
+                "updatedAt": rfc3339(c.updated_at),
+            })
+        })
+        .collect();
+    Ok(Resp::ok(&json!({ "data": data })))
+}
+
+/// `DELETE /users/{userId}/credentials/{credentialId}`
+pub fn delete(ctx: &Ctx, req: &Req, user: &str, credential: &str) -> Result<Resp, ApiError> {
+    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let env = caller.env();
+    let user = caller.user_ref(Some(user))?.to_string();
+    let credential = credential.to_string();
+    ctx.app
+        .store
+        .write(move |c| credentials::delete(c, env, &user, &credential))
+        .map_err(not_found("user or credential"))?;
+    Ok(Resp::ok(&json!({ "success": true })))
+}

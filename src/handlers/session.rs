@@ -1,0 +1,40 @@
+//! Health, the published token keys, and the session behind a user token.
+
+use super::auth;
+use crate::error::ApiError;
+use crate::http::{Ctx, Req, Resp};
+use crate::ids::rfc3339;
+use crate::store::signing;
+use crate::tokens;
+use serde_json::json;
+
+/// `GET /healthz`: no auth; answers once the database answers.
+pub fn healthz(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
+    ctx.db
+        .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| ApiError::Unavailable(format!("database check failed: {e}")))?;
+    Ok(Resp::ok(&json!({ "status": "ok" })))
+}
+
+/// `GET /.well-known/jwks.json`: every key that may still verify a live token.
+pub fn jwks(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
+    let keep_ms = ((tokens::MAX_TTL + ctx.app.config.token_leeway) * 1000) as i64;
+    let keys: Vec<_> = signing::published(ctx.db, keep_ms)?
+        .iter()
+        .map(|(kid, public)| tokens::jwk(kid, public))
+        .collect();
+    let mut resp = Resp::ok(&json!({ "keys": keys }));
+    resp.headers
+        .push(("Cache-Control", "public, max-age=300".into()));
+    Ok(resp)
+}
+
+/// `GET /session`: who a user token belongs to, and until when.
+pub fn session(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
+    let (verified, user) = auth::user_token(ctx, req)?;
+    Ok(Resp::ok(&json!({
+        "userId": user.id,
+        "username": user.username,
+        "expiresAt": rfc3339(verified.expires_at_ms),
+    })))
+}

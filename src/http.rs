@@ -1,0 +1,263 @@
+//! The tiny_http edge: our own `Req`/`Resp`, body read once under a cap, panics caught per
+//! request, one access-log line per request, and the worker loop.
+
+use crate::error::ApiError;
+use crate::handlers;
+use crate::App;
+use rusqlite::Connection;
+use serde::Serialize;
+use std::io::Read;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What a handler sees: the app and this thread's read connection.
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub db: &'a Connection,
+}
+
+/// A parsed request.
+#[derive(Debug, Default)]
+pub struct Req {
+    pub method: String,
+    /// The path as sent, without the query.
+    pub path: String,
+    /// Percent-decoded path segments, empty ones and a leading `YYYY-MM` version dropped.
+    pub segments: Vec<String>,
+    pub query: Vec<(String, String)>,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    /// Builds a request from a method and a request target such as `/2024-03//users/?q=a`.
+    pub fn new(method: &str, target: &str) -> Req {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let mut segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_decode(s, false))
+            .collect();
+        if segments.first().is_some_and(|s| is_version(s)) {
+            segments.remove(0);
+        }
+        let query = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (percent_decode(k, true), percent_decode(v, true))
+            })
+            .collect();
+        Req {
+            method: method.to_ascii_uppercase(),
+            path: path.to_string(),
+            segments,
+            query,
+            ..Req::default()
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of query parameter `name`.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `YYYY-MM`, the version segment every route may sit behind.
+fn is_version(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 7
+        && b[4] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || c.is_ascii_digit())
+}
+
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A response on its way out.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Resp {
+    pub fn json(status: u16, value: &impl Serialize) -> Resp {
+        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+        Resp {
+            status,
+            body,
+            content_type: "application/json",
+            headers: Vec::new(),
+        }
+    }
+
+    /// `200` with a JSON body.
+    pub fn ok(value: &impl Serialize) -> Resp {
+        Resp::json(200, value)
+    }
+}
+
+/// Serves requests until `stop` is set; finishes the request in hand first.
+pub fn run_worker(app: &App, server: &tiny_http::Server, stop: &AtomicBool) {
+    let db = match app.store.reader() {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("worker could not open a read connection: {e}");
+            return;
+        }
+    };
+    let ctx = Ctx { app, db: &db };
+    while !stop.load(Ordering::SeqCst) {
+        match server.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(rq)) => handle(&ctx, rq),
+            Ok(None) => {}
+            Err(e) => {
+                log::error!("accepting requests failed: {e}");
+                break;
+            }
+        }
+    }
+}
+
+fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
+    let started = Instant::now();
+    let req = read_request(&mut rq, ctx.app.config.max_body);
+    let (method, path) = (
+        rq.method().as_str().to_string(),
+        rq.url().split('?').next().unwrap_or("").to_string(),
+    );
+    let resp = match req {
+        Ok(req) => dispatch_caught(ctx, &req),
+        Err(e) => e.into_resp(),
+    };
+    log::info!(target: "ingot::access", "{method} {path} {} {}us", resp.status, started.elapsed().as_micros());
+    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    let content_type = tiny_http::Header::from_bytes("Content-Type", resp.content_type);
+    out.add_header(content_type.expect("static header"));
+    for (k, v) in resp.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            out.add_header(h);
+        }
+    }
+    if let Err(e) = rq.respond(out) {
+        log::debug!("client went away before the response: {e}");
+    }
+}
+
+/// Runs the handler; a panic is logged and answered `500` without killing the worker.
+fn dispatch_caught(ctx: &Ctx, req: &Req) -> Resp {
+    match catch_unwind(AssertUnwindSafe(|| handlers::dispatch(ctx, req))) {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => e.into_resp(),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            ApiError::Internal(format!(
+                "handler panicked on {} {}: {what}",
+                req.method, req.path
+            ))
+            .into_resp()
+        }
+    }
+}
+
+fn read_request(rq: &mut tiny_http::Request, max_body: usize) -> Result<Req, ApiError> {
+    let mut req = Req::new(rq.method().as_str(), rq.url());
+    req.headers = rq
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_string(),
+            )
+        })
+        .collect();
+    if rq.body_length().is_some_and(|n| n > max_body) {
+        return Err(ApiError::PayloadTooLarge(max_body));
+    }
+    let mut body = Vec::new();
+    rq.as_reader()
+        .take(max_body as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
+    if body.len() > max_body {
+        return Err(ApiError::PayloadTooLarge(max_body));
+    }
+    req.body = body;
+    Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_prefix_doubled_and_trailing_slashes_are_stripped() {
+        assert_eq!(Req::new("get", "/2024-03//users/").segments, vec!["users"]);
+        assert_eq!(Req::new("GET", "/users").segments, vec!["users"]);
+        assert_eq!(
+            Req::new("GET", "//2023-12/users/abc/token/").segments,
+            vec!["users", "abc", "token"]
+        );
+        // Only a leading version segment is a version.
+        assert_eq!(
+            Req::new("GET", "/users/2024-03").segments,
+            vec!["users", "2024-03"]
+        );
+    }
+
+    #[test]
+    fn segments_and_query_are_percent_decoded() {
+        let r = Req::new("GET", "/users/a%40b.com?q=al+ice&limit=5&x=%zz&tail=%4");
+        assert_eq!(r.segments, vec!["users", "a@b.com"]);
+        assert_eq!(r.query("q"), Some("al ice"));
+        assert_eq!(r.query("limit"), Some("5"));
+        assert_eq!(r.query("x"), Some("%zz"));
+        assert_eq!(r.query("tail"), Some("%4"));
+        assert_eq!(r.query("missing"), None);
+    }
+}

@@ -1,0 +1,162 @@
+//! ingot: a self-hosted Embedded iPaaS appliance in one binary over one SQLite file.
+//!
+//! [`start`] opens (or creates) the database and serves the API on a listener until the
+//! returned [`ServerHandle`] is shut down; [`admin`] holds what the `ingot keys` commands do.
+
+pub mod admin;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod ids;
+pub mod router;
+pub mod store;
+pub mod tokens;
+
+use anyhow::Context;
+use config::Config;
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use store::Store;
+use tokens::SigningKeys;
+
+/// Everything the request threads share.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub signing: SigningKeys,
+    /// API key id → last use (ms), written to the database in the background so that reads
+    /// stay reads.
+    key_uses: Mutex<HashMap<String, i64>>,
+}
+
+impl App {
+    /// Notes that an API key was used; [`App::flush_key_uses`] records it.
+    pub fn note_key_use(&self, id: String, at_ms: i64) {
+        self.key_uses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, at_ms);
+    }
+
+    /// Writes the noted key uses to the database.
+    pub fn flush_key_uses(&self) {
+        let uses: Vec<(String, i64)> = self
+            .key_uses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        if !uses.is_empty() {
+            if let Err(e) = self.store.write(move |c| store::keys::touch(c, &uses)) {
+                log::warn!("could not record API key use: {e}");
+            }
+        }
+    }
+}
+
+/// A running server. Dropping it shuts the server down.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    housekeeping: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    app: Arc<App>,
+    /// The development API key made on the first start of an empty database, if this was it.
+    pub first_key: Option<String>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Stops taking requests, lets the ones in flight finish, and closes the database.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Some((tx, handle)) = self.housekeeping.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+        self.app.flush_key_uses();
+        self.app.store.close();
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Opens the database named by `config` (creating it, its master key, its token signing key and
+/// a first development API key if it is new) and serves the API on `listener`.
+pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHandle> {
+    let (store, first_key) = admin::open_store(&config)?;
+    let addr = listener
+        .local_addr()
+        .context("while reading the listener's address")?;
+    let server = Arc::new(
+        tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| anyhow::anyhow!("while starting the HTTP server: {e}"))?,
+    );
+    let threads = config.threads;
+    let app = Arc::new(App {
+        config,
+        store,
+        signing: SigningKeys::default(),
+        key_uses: Mutex::default(),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let (app, server, stop) = (app.clone(), server.clone(), stop.clone());
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("ingot-http-{i}"))
+                .spawn(move || http::run_worker(&app, &server, &stop))
+                .context("while starting the worker threads")?,
+        );
+    }
+    let (tx, rx) = mpsc::channel::<()>();
+    let hk_app = app.clone();
+    let hk = std::thread::Builder::new()
+        .name("ingot-housekeeping".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(Duration::from_secs(10))
+            {
+                hk_app.flush_key_uses();
+            }
+        })
+        .context("while starting the housekeeping thread")?;
+    log::info!(
+        "listening on http://{addr} with database {}",
+        app.config.db.display()
+    );
+    Ok(ServerHandle {
+        addr,
+        stop,
+        workers,
+        housekeeping: Some((tx, hk)),
+        app,
+        first_key,
+    })
+}

@@ -1,0 +1,205 @@
+//! The `ingot` command: parses the subcommand, starts logging, and calls the library.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ingot::config::{Config, VARIABLES};
+use ingot::ids::rfc3339;
+use ingot::store::Env;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "ingot",
+    version,
+    about = "A self-hosted Embedded iPaaS appliance: one binary over one SQLite file."
+)]
+#[command(
+    after_help = "Configuration comes from INGOT_* variables (see packaging/ingot.env); flags override them."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (creates the database, master key and a development API key on first start).
+    Serve {
+        /// Address to listen on [env: INGOT_LISTEN] [default: 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Manage API keys, the token signing key and the master key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Args)]
+struct DbArg {
+    /// The SQLite database file [env: INGOT_DB] [default: ./ingot.db]
+    #[arg(long, value_name = "PATH", global = true)]
+    db: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key and print it once.
+    Create {
+        /// The environment the key's data lives in: development or production.
+        #[arg(long, value_parser = parse_env)]
+        env: Env,
+        /// A name to recognise the key by in `keys list`.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// List API keys (never the keys themselves).
+    List {
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Revoke an API key at once.
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        id: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Start signing user tokens with a new key; the old public key stays published until its
+    /// tokens have expired.
+    RotateSigning {
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Re-seal every stored secret under a new master key (the server may keep running), then
+    /// remove the old key from the key file.
+    RotateMaster {
+        #[command(flatten)]
+        db: DbArg,
+    },
+}
+
+fn parse_env(s: &str) -> Result<Env, String> {
+    Env::parse(s)
+        .ok_or_else(|| format!("{s:?} is not an environment: use development or production"))
+}
+
+fn config_with(db: &DbArg) -> anyhow::Result<Config> {
+    let mut config = Config::from_env()?;
+    if let Some(path) = &db.db {
+        config.set_db(path.clone());
+    }
+    Ok(config)
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().filter_or("INGOT_LOG", "info")).init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("ingot: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    for name in Config::unknown_variables() {
+        log::warn!(
+            "{name} is not a setting ingot knows; known ones: {}",
+            known_names()
+        );
+    }
+    match cli.command {
+        Command::Serve { listen, db } => serve(listen, &db),
+        Command::Keys(k) => keys(k),
+    }
+}
+
+fn known_names() -> String {
+    VARIABLES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn serve(listen: Option<String>, db: &DbArg) -> anyhow::Result<()> {
+    let mut config = config_with(db)?;
+    if let Some(l) = listen {
+        config.set_listen(l);
+    }
+    let listener = std::net::TcpListener::bind(&config.listen)
+        .with_context(|| format!("while binding {}", config.listen))?;
+    let handle = ingot::start(config, listener)?;
+    let addr = handle.addr();
+    eprintln!("ingot listening on http://{addr}");
+    if let Some(key) = &handle.first_key {
+        eprintln!("ingot created a development API key; it is shown only this once:");
+        eprintln!("  INGOT_DEV_KEY={key}");
+        eprintln!("  try: curl -H 'Authorization: Bearer {key}' http://{addr}/users");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .context("while installing the signal handler")?;
+    let _ = rx.recv();
+    eprintln!("ingot stopping: finishing requests in flight");
+    handle.shutdown();
+    eprintln!("ingot stopped");
+    Ok(())
+}
+
+fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Create { env, name, db } => {
+            let (key, full) = ingot::admin::create_key(&config_with(&db)?, env, &name)?;
+            eprintln!(
+                "created API key {} ({}); it is shown only this once:",
+                key.id,
+                env.as_str()
+            );
+            println!("{full}");
+        }
+        KeysCommand::List { db } => {
+            println!(
+                "{:<14} {:<12} {:<26} {:<26} {:<26} NAME",
+                "ID", "ENV", "CREATED", "LAST USED", "REVOKED"
+            );
+            for k in ingot::admin::list_keys(&config_with(&db)?)? {
+                let t = |v: Option<i64>| v.map(rfc3339).unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<14} {:<12} {:<26} {:<26} {:<26} {}",
+                    k.id,
+                    k.env.as_str(),
+                    rfc3339(k.created_at),
+                    t(k.last_used_at),
+                    t(k.revoked_at),
+                    k.name
+                );
+            }
+        }
+        KeysCommand::Revoke { id, db } => {
+            ingot::admin::revoke_key(&config_with(&db)?, &id)?;
+            eprintln!("revoked API key {id}; it stops working at once");
+        }
+        KeysCommand::RotateSigning { db } => {
+            let (kid, retired) = ingot::admin::rotate_signing(&config_with(&db)?)?;
+            eprintln!(
+                "new user tokens are signed with key {kid}; retired {} (published until their tokens expire)",
+                if retired.is_empty() { "none".to_string() } else { retired.join(", ") }
+            );
+        }
+        KeysCommand::RotateMaster { db } => {
+            let r = ingot::admin::rotate_master(&config_with(&db)?)?;
+            eprintln!(
+                "re-sealed {} secrets under master key {}; removed old key(s) {} from the key file",
+                r.resealed,
+                r.new_key_id,
+                r.old_key_ids.join(", ")
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The whole URL surface: one match from (method, path segments) to a `Route`.
+//!
+//! Version prefixes, doubled and trailing slashes are already gone (see `http::Req::new`).
+
+use crate::error::ApiError;
+
+/// Every route ingot serves. Path parameters are carried as written (a user may be named by
+/// id or by username).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Healthz,
+    Jwks,
+    Session,
+    CreateUser,
+    CreateUsersBatch,
+    ListUsers,
+    GetUser(String),
+    UpdateUser(String),
+    DeleteUser(String),
+    UserToken(String),
+    DeactivateUserWorkflows(String),
+    DeleteUserLogs(String),
+    CreateCredentialHeadless,
+    CreateUserCredential(String),
+    ListUserCredentials(String),
+    DeleteUserCredential(String, String),
+}
+
+/// Maps a request to its route: `404` for an unknown path, `405` for a known path with
+/// another method.
+pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let owned = |s: &str| s.to_string();
+    let (allow, found): (&'static str, Option<Route>) = match segs.as_slice() {
+        ["healthz"] => ("GET", (method == "GET").then_some(Route::Healthz)),
+        [".well-known", "jwks.json"] => ("GET", (method == "GET").then_some(Route::Jwks)),
+        ["session"] => ("GET", (method == "GET").then_some(Route::Session)),
+        ["users"] => (
+            "GET, POST",
+            match method {
+                "GET" => Some(Route::ListUsers),
+                "POST" => Some(Route::CreateUser),
+                _ => None,
+            },
+        ),
+        ["users", "batch"] if method == "POST" => ("POST", Some(Route::CreateUsersBatch)),
+        ["users", user] => (
+            "GET, PUT, PATCH, DELETE",
+            match method {
+                "GET" => Some(Route::GetUser(owned(user))),
+                "PUT" | "PATCH" => Some(Route::UpdateUser(owned(user))),
+                "DELETE" => Some(Route::DeleteUser(owned(user))),
+                _ => None,
+            },
+        ),
+        ["users", user, "token"] => (
+            "GET",
+            (method == "GET").then(|| Route::UserToken(owned(user))),
+        ),
+        ["users", user, "deactivate-workflows"] => (
+            "PUT",
+            (method == "PUT").then(|| Route::DeactivateUserWorkflows(owned(user))),
+        ),
+        ["users", user, "logs"] => (
+            "DELETE",
+            (method == "DELETE").then(|| Route::DeleteUserLogs(owned(user))),
+        ),
+        ["users", user, "credentials"] => (
+            "GET, POST",
+            match method {
+                "GET" => Some(Route::ListUserCredentials(owned(user))),
+                "POST" => Some(Route::CreateUserCredential(owned(user))),
+                _ => None,
+            },
+        ),
+        ["users", user, "credentials", id] => (
+            "DELETE",
+            (method == "DELETE").then(|| Route::DeleteUserCredential(owned(user), owned(id))),
+        ),
+        ["credentials", "users", user] => (
+            "GET",
+            (method == "GET").then(|| Route::ListUserCredentials(owned(user))),
+        ),
+        ["headless", "credentials"] => (
+            "POST",
+            (method == "POST").then_some(Route::CreateCredentialHeadless),
+        ),
+        _ => {
+            return Err(ApiError::NotFound(format!(
+                "no route for {method} /{}",
+                segs.join("/")
+            )))
+        }
+    };
+    found.ok_or(ApiError::MethodNotAllowed(allow))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Req;
+
+    fn r(method: &str, target: &str) -> Result<Route, u16> {
+        let req = Req::new(method, target);
+        route(&req.method, &req.segments).map_err(|e| e.status())
+    }
+
+    #[test]
+    fn users_routes_resolve_bare_and_versioned() {
+        assert_eq!(r("POST", "/users"), Ok(Route::CreateUser));
+        assert_eq!(r("POST", "/2024-03/users/"), Ok(Route::CreateUser));
+        assert_eq!(r("GET", "/2023-01//users"), Ok(Route::ListUsers));
+        assert_eq!(r("POST", "/users/batch"), Ok(Route::CreateUsersBatch));
+        assert_eq!(r("GET", "/users/u1"), Ok(Route::GetUser("u1".into())));
+        assert_eq!(r("PATCH", "/users/u1"), Ok(Route::UpdateUser("u1".into())));
+        assert_eq!(r("PUT", "/users/u1"), Ok(Route::UpdateUser("u1".into())));
+        assert_eq!(r("DELETE", "/users/u1"), Ok(Route::DeleteUser("u1".into())));
+        assert_eq!(
+            r("GET", "/2024-03/users/u1/token"),
+            Ok(Route::UserToken("u1".into()))
+        );
+        assert_eq!(
+            r("PUT", "/users/u1/deactivate-workflows"),
+            Ok(Route::DeactivateUserWorkflows("u1".into()))
+        );
+        assert_eq!(
+            r("DELETE", "/users/u1/logs"),
+            Ok(Route::DeleteUserLogs("u1".into()))
+        );
+    }
+
+    #[test]
+    fn a_user_named_batch_is_still_reachable_by_get() {
+        assert_eq!(r("GET", "/users/batch"), Ok(Route::GetUser("batch".into())));
+    }
+
+    #[test]
+    fn credentials_routes_resolve() {
+        assert_eq!(
+            r("POST", "/headless/credentials"),
+            Ok(Route::CreateCredentialHeadless)
+        );
+        assert_eq!(
+            r("POST", "/users/u1/credentials"),
+            Ok(Route::CreateUserCredential("u1".into()))
+        );
+        assert_eq!(
+            r("GET", "/users/u1/credentials"),
+            Ok(Route::ListUserCredentials("u1".into()))
+        );
+        assert_eq!(
+            r("GET", "/credentials/users/u1"),
+            Ok(Route::ListUserCredentials("u1".into()))
+        );
+        assert_eq!(
+            r("DELETE", "/users/u1/credentials/c1"),
+            Ok(Route::DeleteUserCredential("u1".into(), "c1".into()))
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_wrong_methods_405() {
+        assert_eq!(r("GET", "/nope"), Err(404));
+        assert_eq!(r("GET", "/users/u1/token/extra"), Err(404));
+        assert_eq!(r("DELETE", "/users"), Err(405));
+        assert_eq!(r("POST", "/users/u1/token"), Err(405));
+        assert_eq!(r("POST", "/healthz"), Err(405));
+        let e = route("DELETE", &["users".to_string()]).unwrap_err();
+        assert!(matches!(e, ApiError::MethodNotAllowed("GET, POST")));
+    }
+}

@@ -1,0 +1,316 @@
+//! The SQLite store: connections, migrations, the group-commit writer and sealed secrets.
+//!
+//! # Concurrency design
+//! - **Reads** run on per-thread connections: every HTTP worker opens one read connection when
+//!   it starts and keeps it for its life. In WAL mode readers never wait for the writer, so reads
+//!   scale with the worker threads.
+//! - **Writes** go through one writer thread that owns the only write connection. A request
+//!   thread sends its write as a closure and blocks until it is durable. The writer takes every
+//!   write that is waiting (up to [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction
+//!   (each inside its own `SAVEPOINT`, so one failing write rolls back alone), commits once, and
+//!   only then answers each caller. With `synchronous=FULL` that single commit is one fsync for
+//!   the whole batch: while the disk syncs one batch, the next one gathers, so throughput grows
+//!   with concurrency instead of being capped at one fsync per request (group commit).
+//! - A reply is sent only after `COMMIT` returned, so a `200` always means the write is on disk
+//!   (or, with `INGOT_SYNC=normal`, in the WAL awaiting the next checkpoint).
+//! - Other processes (the `ingot keys` commands) write through their own connection;
+//!   `busy_timeout` makes the two take turns.
+
+pub mod credentials;
+pub mod keys;
+pub mod meta;
+pub mod secrets;
+pub mod signing;
+pub mod users;
+
+use crate::config::SyncMode;
+use crate::crypto::CryptoError;
+use rusqlite::{Connection, OpenFlags};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+pub use secrets::Secrets;
+
+/// Migrations, in order; step N brings `user_version` from N-1 to N.
+const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+
+/// The most writes one group commit takes.
+pub const MAX_BATCH: usize = 256;
+
+/// The environment an API key, and everything made with it, belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Env {
+    Development,
+    Production,
+}
+
+impl Env {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Env::Development => "development",
+            Env::Production => "production",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Env> {
+        match s {
+            "development" | "dev" => Some(Env::Development),
+            "production" | "prod" => Some(Env::Production),
+            _ => None,
+        }
+    }
+}
+
+/// A storage failure, small on purpose: handlers map each case to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("sealed secret: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("the write did not complete: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Turns a uniqueness violation into [`StoreError::Conflict`] with `message`.
+pub fn conflict_on_unique(e: rusqlite::Error, message: &str) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            StoreError::Conflict(message.to_string())
+        }
+        _ => StoreError::Sqlite(e),
+    }
+}
+
+/// Opens a connection to `path` with the pragmas every connection gets.
+pub fn open_connection(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn, sync)?;
+    Ok(conn)
+}
+
+/// Sets the pragmas, once per connection.
+pub fn configure(conn: &Connection, sync: SyncMode) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    let sync = match sync {
+        SyncMode::Full => "FULL",
+        SyncMode::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Brings the schema up to date; refuses a database made by a newer binary.
+pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        anyhow::bail!(
+            "the database is at schema version {current}, newer than this binary knows ({known}); \
+             use a newer ingot"
+        );
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        log::info!("database migrated to schema version {}", i + 1);
+    }
+    Ok(())
+}
+
+type Reply = Box<dyn FnOnce(Option<StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// The database: where it is, the writer thread, and the keys that seal its secrets.
+pub struct Store {
+    path: PathBuf,
+    sync: SyncMode,
+    sender: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    pub secrets: Arc<Secrets>,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database, and starts the writer thread.
+    pub fn open(path: &Path, sync: SyncMode, secrets: Arc<Secrets>) -> anyhow::Result<Store> {
+        let mut conn = open_connection(path, sync)?;
+        migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer = std::thread::Builder::new()
+            .name("ingot-writer".into())
+            .spawn(move || run_writer(conn, rx))?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            sync,
+            sender: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            secrets,
+        })
+    }
+
+    /// A new connection for one thread's reads.
+    pub fn reader(&self) -> rusqlite::Result<Connection> {
+        open_connection(&self.path, self.sync)
+    }
+
+    /// Runs `f` inside the next group commit and returns its result once it is durable.
+    /// If `f` fails, its own changes are rolled back and the rest of the batch commits.
+    pub fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel::<Result<T>>(1);
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit_error| {
+                let _ = reply_tx.send(match commit_error {
+                    Some(e) => Err(e),
+                    None => result,
+                });
+            });
+            (ok, reply)
+        });
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        sender
+            .ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        reply_rx
+            .recv()
+            .map_err(|_| StoreError::Unavailable("the write was abandoned (see the log)".into()))?
+    }
+
+    /// Stops the writer after the writes already queued, and closes its connection.
+    pub fn close(&self) {
+        self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn run_writer(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, batch);
+    }
+    log::debug!("writer stopped");
+}
+
+/// Runs one group commit.
+fn run_batch(conn: &Connection, batch: Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // Dropping the jobs unrun drops their reply senders: each caller sees Unavailable.
+        log::error!("could not begin a write transaction: {e}");
+        drop(batch);
+        return;
+    }
+    let mut replies = Vec::with_capacity(batch.len());
+    for job in batch {
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            log::error!("could not open a savepoint: {e}");
+            continue;
+        }
+        match catch_unwind(AssertUnwindSafe(|| job(conn))) {
+            Ok((true, reply)) => {
+                let _ = conn.execute_batch("RELEASE job");
+                replies.push(reply);
+            }
+            Ok((false, reply)) => {
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                replies.push(reply);
+            }
+            Err(_) => {
+                // The job's reply sender was dropped with it: its caller sees Unavailable.
+                log::error!("a write panicked; its changes were rolled back");
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            }
+        }
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => replies.into_iter().for_each(|r| r(None)),
+        Err(e) => {
+            log::error!("group commit failed: {e}");
+            let _ = conn.execute_batch("ROLLBACK");
+            for r in replies {
+                r(Some(StoreError::Unavailable(format!("commit failed: {e}"))));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_applies_to_an_empty_database() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        // A second run is a no-op.
+        migrate(&mut conn).unwrap();
+        let fk: Vec<String> = conn
+            .prepare(
+                "SELECT \"table\" || ':' || on_delete FROM pragma_foreign_key_list('workflows')",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(fk.contains(&"users:CASCADE".to_string()), "{fk:?}");
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+        let e = migrate(&mut conn).unwrap_err().to_string();
+        assert!(e.contains("newer"), "{e}");
+    }
+}

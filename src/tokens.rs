@@ -1,0 +1,300 @@
+//! User tokens: short-lived EdDSA JWTs for the embedded modal, and the signing-key cache.
+
+use crate::ids;
+use crate::store::{signing, Env, Secrets, StoreError};
+use jwt_simple::prelude::*;
+use rusqlite::Connection;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+/// The `aud` of every user token.
+pub const AUDIENCE: &str = "ingot-modal";
+/// The longest a user token lives, in seconds (`exp - iat`).
+pub const MAX_TTL: u64 = 1800;
+/// The shortest `?ttl` a caller may ask for, in seconds.
+pub const MIN_TTL: u64 = 60;
+
+/// The claims beyond the registered ones.
+#[derive(Debug, Serialize, Deserialize)]
+struct ModalClaims {
+    username: String,
+    env: String,
+}
+
+/// Why a token was refused; logged, never sent to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token refused: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A token that passed verification.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub user_id: String,
+    pub username: String,
+    pub env: Env,
+    pub expires_at_ms: i64,
+}
+
+/// Generates a signing key: (kid, public key bytes, private key bytes).
+pub fn generate_key() -> (String, Vec<u8>, Vec<u8>) {
+    let pair = Ed25519KeyPair::generate();
+    (
+        ids::object_id(),
+        pair.public_key().to_bytes(),
+        pair.to_bytes(),
+    )
+}
+
+/// Mints a token for a user; returns it with its expiry in epoch milliseconds.
+pub fn mint(
+    pair: &Ed25519KeyPair,
+    issuer: &str,
+    user_id: &str,
+    username: &str,
+    env: Env,
+    ttl_secs: u64,
+) -> Result<(String, i64), TokenError> {
+    let ttl = ttl_secs.clamp(1, MAX_TTL);
+    let custom = ModalClaims {
+        username: username.into(),
+        env: env.as_str().into(),
+    };
+    let claims = Claims::with_custom_claims(custom, Duration::from_secs(ttl))
+        .with_issuer(issuer)
+        .with_subject(user_id)
+        .with_audience(AUDIENCE)
+        .with_jwt_id(ids::uuid_v4());
+    let exp = claims
+        .expires_at
+        .map(|e| e.as_secs() as i64 * 1000)
+        .unwrap_or(0);
+    let token = pair
+        .sign(claims)
+        .map_err(|e| TokenError::Invalid(format!("signing failed: {e}")))?;
+    Ok((token, exp))
+}
+
+/// The `kid` of a token whose header says EdDSA; `None` for anything else (`none`, HS256...).
+pub fn key_id_of(token: &str) -> Option<String> {
+    let meta = Token::decode_metadata(token).ok()?;
+    (meta.algorithm() == "EdDSA").then(|| meta.key_id().map(str::to_string))?
+}
+
+/// Verifies signature, issuer, audience, time (with `leeway_secs` of tolerance) and lifetime.
+/// `now_secs` replaces the clock in tests.
+pub fn verify(
+    public: &Ed25519PublicKey,
+    token: &str,
+    issuer: &str,
+    leeway_secs: u64,
+    now_secs: Option<u64>,
+) -> Result<Verified, TokenError> {
+    let options = VerificationOptions {
+        allowed_issuers: Some(HashSet::from([issuer.to_string()])),
+        allowed_audiences: Some(HashSet::from([AUDIENCE.to_string()])),
+        time_tolerance: Some(Duration::from_secs(leeway_secs)),
+        max_token_length: Some(8 * 1024),
+        artificial_time: now_secs.map(UnixTimeStamp::from_secs),
+        ..Default::default()
+    };
+    let claims = public
+        .verify_token::<ModalClaims>(token, Some(options))
+        .map_err(|e| TokenError::Invalid(e.to_string()))?;
+    let (Some(iat), Some(exp), Some(sub)) = (claims.issued_at, claims.expires_at, claims.subject)
+    else {
+        return Err(TokenError::Invalid("iat, exp and sub are required".into()));
+    };
+    if exp.as_secs().saturating_sub(iat.as_secs()) > MAX_TTL {
+        return Err(TokenError::Invalid("lifetime over 1800 seconds".into()));
+    }
+    let env =
+        Env::parse(&claims.custom.env).ok_or_else(|| TokenError::Invalid("unknown env".into()))?;
+    Ok(Verified {
+        user_id: sub,
+        username: claims.custom.username,
+        env,
+        expires_at_ms: exp.as_secs() as i64 * 1000,
+    })
+}
+
+/// One JWK for a public key.
+pub fn jwk(kid: &str, public: &[u8]) -> serde_json::Value {
+    use base64::Engine;
+    serde_json::json!({
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "alg": "EdDSA",
+        "use": "sig",
+        "kid": kid,
+        "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public),
+    })
+}
+
+/// Signing keys as this process uses them: private keys unsealed once and kept.
+#[derive(Default)]
+pub struct SigningKeys {
+    pairs: RwLock<HashMap<String, Arc<Ed25519KeyPair>>>,
+}
+
+impl SigningKeys {
+    /// The key new tokens are signed with, as the database names it now (another process may
+    /// have rotated it).
+    pub fn current(
+        &self,
+        conn: &Connection,
+        secrets: &Secrets,
+    ) -> Result<Arc<Ed25519KeyPair>, TokenError> {
+        let kid = signing::current_kid(conn)?
+            .ok_or_else(|| TokenError::Invalid("no signing key".into()))?;
+        if let Some(p) = self
+            .pairs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&kid)
+        {
+            return Ok(p.clone());
+        }
+        let private = signing::private_key(conn, secrets, &kid)?
+            .ok_or_else(|| TokenError::Invalid("signing key vanished".into()))?;
+        let pair = Ed25519KeyPair::from_bytes(&private)
+            .map_err(|e| TokenError::Invalid(format!("stored signing key is damaged: {e}")))?
+            .with_key_id(&kid);
+        let pair = Arc::new(pair);
+        self.pairs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kid, pair.clone());
+        Ok(pair)
+    }
+
+    /// Verifies a token against the published key its `kid` names.
+    pub fn verify(
+        &self,
+        conn: &Connection,
+        token: &str,
+        issuer: &str,
+        leeway_secs: u64,
+    ) -> Result<Verified, TokenError> {
+        let kid = key_id_of(token)
+            .ok_or_else(|| TokenError::Invalid("not an EdDSA token with a kid".into()))?;
+        let keep_ms = ((MAX_TTL + leeway_secs) * 1000) as i64;
+        let public = signing::published(conn, keep_ms)?
+            .into_iter()
+            .find(|(k, _)| *k == kid)
+            .ok_or_else(|| TokenError::Invalid(format!("unknown or expired kid {kid}")))?
+            .1;
+        let public = Ed25519PublicKey::from_bytes(&public)
+            .map_err(|e| TokenError::Invalid(format!("stored public key is damaged: {e}")))?;
+        verify(&public, token, issuer, leeway_secs, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    const ISS: &str = "http://ingot.test";
+
+    fn pair() -> Ed25519KeyPair {
+        Ed25519KeyPair::generate().with_key_id("k1")
+    }
+
+    #[test]
+    fn a_fresh_token_verifies_with_its_claims() {
+        let p = pair();
+        let (t, exp) = mint(&p, ISS, "u1", "alice", Env::Production, 600).unwrap();
+        assert_eq!(key_id_of(&t).as_deref(), Some("k1"));
+        let v = verify(&p.public_key(), &t, ISS, 0, None).unwrap();
+        assert_eq!(
+            (v.user_id.as_str(), v.username.as_str(), v.env),
+            ("u1", "alice", Env::Production)
+        );
+        assert_eq!(v.expires_at_ms, exp);
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_with_zero_tolerance() {
+        let p = pair();
+        let (t, exp) = mint(&p, ISS, "u1", "a", Env::Development, 60).unwrap();
+        let after = (exp / 1000) as u64 + 1;
+        assert!(verify(&p.public_key(), &t, ISS, 0, Some(after)).is_err());
+        // With tolerance the same instant passes: tolerance is really applied, and really zero above.
+        assert!(verify(&p.public_key(), &t, ISS, 5, Some(after)).is_ok());
+    }
+
+    #[test]
+    fn another_key_wrong_audience_or_issuer_is_refused() {
+        let p = pair();
+        let (t, _) = mint(&p, ISS, "u1", "a", Env::Development, 60).unwrap();
+        assert!(verify(&pair().public_key(), &t, ISS, 0, None).is_err());
+        assert!(verify(&p.public_key(), &t, "http://elsewhere", 0, None).is_err());
+        let other_aud = Claims::with_custom_claims(
+            ModalClaims {
+                username: "a".into(),
+                env: "development".into(),
+            },
+            Duration::from_secs(60),
+        )
+        .with_issuer(ISS)
+        .with_subject("u1")
+        .with_audience("someone-else");
+        let t2 = p.sign(other_aud).unwrap();
+        assert!(verify(&p.public_key(), &t2, ISS, 0, None).is_err());
+    }
+
+    #[test]
+    fn alg_none_and_changed_alg_are_refused() {
+        let p = pair();
+        let (t, _) = mint(&p, ISS, "u1", "a", Env::Development, 60).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        for alg in ["none", "HS256"] {
+            let header = b64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"k1"}}"#));
+            let forged = format!(
+                "{header}.{}.{}",
+                parts[1],
+                if alg == "none" { "" } else { parts[2] }
+            );
+            assert!(key_id_of(&forged).is_none(), "{alg}");
+            assert!(
+                verify(&p.public_key(), &forged, ISS, 0, None).is_err(),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tampered_payload_is_refused() {
+        let p = pair();
+        let (t, _) = mint(&p, ISS, "u1", "a", Env::Development, 60).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = String::from_utf8(b64.decode(parts[1]).unwrap())
+            .unwrap()
+            .replace("u1", "u2");
+        let forged = format!("{}.{}.{}", parts[0], b64.encode(payload), parts[2]);
+        assert!(verify(&p.public_key(), &forged, ISS, 0, None).is_err());
+    }
+
+    #[test]
+    fn a_token_living_longer_than_1800_seconds_is_refused() {
+        let p = pair();
+        let long = Claims::with_custom_claims(
+            ModalClaims {
+                username: "a".into(),
+                env: "development".into(),
+            },
+            Duration::from_secs(MAX_TTL + 1),
+        )
+        .with_issuer(ISS)
+        .with_subject("u1")
+        .with_audience(AUDIENCE);
+        let t = p.sign(long).unwrap();
+        assert!(verify(&p.public_key(), &t, ISS, 0, None).is_err());
+    }
+}
