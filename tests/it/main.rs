@@ -1,1 +1,9 @@
+//! The one integration-test binary: servers started in-process on port 0 (and the real binary
+//! where that is the point), spoken to over real HTTP.
 
+mod binary;
+mod credentials;
+mod errors;
+mod harness;
+mod tokens;
+mod users;

@@ -1,0 +1,224 @@
+//! Starts ingot in-process on port 0 with a temp-dir database and talks HTTP to it.
+
+use ingot::config::Config;
+use ingot::store::Env;
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+/// A response: status, headers we care about, and the body as JSON.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub json: Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `message` of an error body.
+    pub fn message(&self) -> &str {
+        self.json["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message in {}", self.json))
+    }
+}
+
+/// A server in a temp dir; shut down when dropped.
+pub struct Server {
+    pub handle: Option<ingot::ServerHandle>,
+    /// Kept so the database outlives the server.
+    _dir: TempDir,
+    pub config: Config,
+    pub base: String,
+    /// The development key made on first start.
+    pub key: String,
+    agent: ureq::Agent,
+}
+
+pub fn config_for(dir: &Path) -> Config {
+    let db = dir.join("ingot.db").display().to_string();
+    Config::from_vars(|k| match k {
+        "INGOT_LISTEN" => Some("127.0.0.1:0".into()),
+        "INGOT_DB" => Some(db.clone()),
+        "INGOT_THREADS" => Some("8".into()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_for(dir.path());
+        Server::start_with(dir, config)
+    }
+
+    pub fn start_with(dir: TempDir, config: Config) -> Server {
+        let handle =
+            ingot::start(config.clone(), TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        let key = handle
+            .first_key
+            .clone()
+            .expect("a new database makes a development key");
+        let base = format!("http://{}", handle.addr());
+        let agent = ureq::AgentBuilder::new()
+            .timeout(std::time::Duration::from_secs(30))
+            .build();
+        Server {
+            handle: Some(handle),
+            _dir: dir,
+            config,
+            base,
+            key,
+            agent,
+        }
+    }
+
+    /// Stops the server and starts it again on the same database (on a new port).
+    pub fn restart(&mut self) {
+        self.stop();
+        let handle = ingot::start(
+            self.config.clone(),
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+        )
+        .unwrap();
+        assert!(
+            handle.first_key.is_none(),
+            "a restart must not make another first key"
+        );
+        self.base = format!("http://{}", handle.addr());
+        self.handle = Some(handle);
+    }
+
+    /// Stops the server; the database is closed and checkpointed.
+    pub fn stop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.config.db.clone()
+    }
+
+    /// A key for `env`, made the way an operator makes one.
+    pub fn new_key(&self, env: Env) -> String {
+        ingot::admin::create_key(&self.config, env, "test")
+            .unwrap()
+            .1
+    }
+
+    /// A request with an arbitrary set of headers.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let mut rq = self.agent.request(method, &format!("{}{path}", self.base));
+        for (k, v) in headers {
+            rq = rq.set(k, v);
+        }
+        let result = match body {
+            Some(b) => rq.set("Content-Type", "application/json").send_string(b),
+            None => rq.call(),
+        };
+        let resp = match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: transport error {e}"),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .iter()
+            .map(|n| (n.clone(), resp.header(n).unwrap_or("").to_string()))
+            .collect();
+        let text = resp.into_string().unwrap();
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text:?}"));
+        Reply {
+            status,
+            json,
+            headers,
+        }
+    }
+
+    /// A request with this server's development key.
+    pub fn req(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        self.req_as(&self.key, method, path, body)
+    }
+
+    pub fn req_as(&self, key: &str, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let auth = format!("Bearer {key}");
+        self.call(
+            method,
+            path,
+            &[("Authorization", &auth)],
+            body.map(|b| b.to_string()).as_deref(),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.req("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Reply {
+        self.req("POST", path, Some(&body))
+    }
+
+    /// Creates a user and returns its id.
+    pub fn create_user(&self, username: &str) -> String {
+        let r = self.post("/users", serde_json::json!({ "username": username }));
+        assert_eq!(r.status, 200, "{}", r.json);
+        r.json["userId"].as_str().unwrap().to_string()
+    }
+
+    /// Mints a user token.
+    pub fn token(&self, user: &str) -> String {
+        let r = self.get(&format!("/users/{user}/token"));
+        assert_eq!(r.status, 200, "{}", r.json);
+        r.json["token"].as_str().unwrap().to_string()
+    }
+
+    /// A request carrying a user token instead of a key.
+    pub fn as_user(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        self.call(
+            method,
+            path,
+            &[("x-alloy-user-token", token)],
+            body.map(|b| b.to_string()).as_deref(),
+        )
+    }
+}
+
+/// Whether `needle` occurs anywhere in the file at `path` (a missing file holds nothing).
+pub fn file_contains(path: &Path, needle: &[u8]) -> bool {
+    match std::fs::read(path) {
+        Ok(bytes) => bytes.windows(needle.len()).any(|w| w == needle),
+        Err(_) => false,
+    }
+}
+
+/// Whether `needle` occurs in the database file or its WAL.
+pub fn db_contains(db: &Path, needle: &[u8]) -> bool {
+    let wal = PathBuf::from(format!("{}-wal", db.display()));
+    file_contains(db, needle) || file_contains(&wal, needle)
+}
+
+/// A direct connection to a server's database file, for checking what is stored.
+pub fn open_db(db: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(db).unwrap()
+}
+
+pub fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
