@@ -186,7 +186,11 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
 
 /// Runs the handler; a panic is logged and answered `500` without killing the worker.
 fn dispatch_caught(ctx: &Ctx, req: &Req) -> Resp {
-    match catch_unwind(AssertUnwindSafe(|| handlers::dispatch(ctx, req))) {
+    respond_caught(req, || handlers::dispatch(ctx, req))
+}
+
+fn respond_caught(req: &Req, handler: impl FnOnce() -> Result<Resp, ApiError>) -> Resp {
+    match catch_unwind(AssertUnwindSafe(handler)) {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => e.into_resp(),
         Err(panic) => {
@@ -248,6 +252,19 @@ mod tests {
             Req::new("GET", "/users/2024-03").segments,
             vec!["users", "2024-03"]
         );
+    }
+
+    #[test]
+    fn a_panicking_handler_is_answered_500_and_the_caller_goes_on() {
+        let req = Req::new("GET", "/boom");
+        for _ in 0..2 {
+            let resp = respond_caught(&req, || panic!("boom"));
+            assert_eq!(resp.status, 500);
+            let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+            assert_eq!(body, serde_json::json!({ "message": "internal error" }));
+        }
+        let ok = respond_caught(&req, || Ok(Resp::ok(&1)));
+        assert_eq!(ok.status, 200);
     }
 
     #[test]
