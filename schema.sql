@@ -48,12 +48,27 @@ CREATE TABLE credentials (
 );
 CREATE INDEX credentials_user ON credentials (user_id);
 
--- A user's installed workflows; they go with the user.
+-- A customer's integration template: its workflows (with their template ids and blocks) as JSON.
+CREATE TABLE integrations (
+    id              TEXT PRIMARY KEY,
+    env             TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    app             TEXT NOT NULL,
+    credential_type TEXT,
+    version         INTEGER NOT NULL DEFAULT 1,
+    workflows       TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    UNIQUE (env, name)
+);
+
+-- A user's installed workflows; they go with the user (and with a force-deleted integration).
 CREATE TABLE workflows (
     id                 TEXT PRIMARY KEY,
     user_id            TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    integration_id     TEXT,
+    integration_id     TEXT REFERENCES integrations (id) ON DELETE CASCADE,
     parent_workflow_id TEXT,
+    credential_id      TEXT REFERENCES credentials (id) ON DELETE SET NULL,
     name               TEXT NOT NULL,
     trigger            TEXT NOT NULL,
     blocks             TEXT NOT NULL,
@@ -66,8 +81,11 @@ CREATE TABLE workflows (
 );
 CREATE INDEX workflows_user ON workflows (user_id);
 CREATE INDEX workflows_parent ON workflows (parent_workflow_id);
+CREATE INDEX workflows_integration ON workflows (integration_id);
+CREATE INDEX workflows_credential ON workflows (credential_id);
 
 -- Runs of a workflow; they go with the workflow (and so with the user).
+-- status: queued -> running -> succeeded | failed | cancelled.
 CREATE TABLE executions (
     id          TEXT PRIMARY KEY,
     workflow_id TEXT NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
@@ -75,12 +93,13 @@ CREATE TABLE executions (
     status      TEXT NOT NULL,
     inputs      TEXT NOT NULL,
     results     TEXT NOT NULL DEFAULT '[]',
+    attempts    INTEGER NOT NULL DEFAULT 0,
     created_at  INTEGER NOT NULL,
     started_at  INTEGER,
     stopped_at  INTEGER
 );
 CREATE INDEX executions_workflow ON executions (workflow_id, created_at);
-CREATE INDEX executions_status ON executions (status);
+CREATE INDEX executions_pending ON executions (status, created_at) WHERE status IN ('queued', 'running');
 
 -- Error logs outlive their user on purpose: removed by DELETE /users/{id}/logs.
 CREATE TABLE error_logs (
@@ -98,3 +117,4 @@ CREATE TABLE error_logs (
 );
 CREATE INDEX error_logs_user ON error_logs (env, user_id);
 CREATE INDEX error_logs_workflow ON error_logs (workflow_id, created_at);
+CREATE INDEX error_logs_env_time ON error_logs (env, created_at);

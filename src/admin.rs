@@ -12,8 +12,7 @@ use std::sync::Arc;
 /// store and the new API key, if one was made.
 pub fn open_store(config: &Config) -> anyhow::Result<(Store, Option<String>)> {
     if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("while creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
     }
     let secrets = Arc::new(load_secrets(config, true)?);
     let store = Store::open(&config.db, config.sync, secrets.clone())
@@ -72,10 +71,7 @@ fn load_secrets(config: &Config, may_create: bool) -> anyhow::Result<Secrets> {
 /// A direct connection and keyring for a one-off operator command.
 fn open_direct(config: &Config) -> anyhow::Result<(Connection, Secrets)> {
     if !config.db.exists() {
-        bail!(
-            "no database at {}; start `ingot serve` once first",
-            config.db.display()
-        );
+        bail!("no database at {}; start `ingot serve` once first", config.db.display());
     }
     let secrets = load_secrets(config, false)?;
     let mut conn = store::open_connection(&config.db, config.sync)?;

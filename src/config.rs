@@ -44,6 +44,10 @@ pub struct Config {
     pub public_url: String,
     /// Clock tolerance when verifying user tokens, in seconds.
     pub token_leeway: u64,
+    /// Threads that execute workflow runs.
+    pub workers: usize,
+    /// Integrations to create or update at start-up.
+    pub integrations_file: Option<PathBuf>,
 }
 
 /// Every variable this program reads, with its default, as documented in `packaging/ingot.env`.
@@ -57,6 +61,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_MAX_BODY", "1048576"),
     ("INGOT_PUBLIC_URL", "http://<listen>"),
     ("INGOT_TOKEN_LEEWAY", "5"),
+    ("INGOT_WORKERS", "4"),
+    ("INGOT_INTEGRATIONS_FILE", "(unset)"),
     ("INGOT_LOG", "info"),
 ];
 
@@ -94,6 +100,13 @@ impl Config {
             .unwrap_or_else(|| format!("http://{listen}"))
             .trim_end_matches('/')
             .to_string();
+        let workers = parse_num(&get, "INGOT_WORKERS", 4)?;
+        if !(1..=256).contains(&workers) {
+            bail!("INGOT_WORKERS must be between 1 and 256");
+        }
+        let integrations_file = get("INGOT_INTEGRATIONS_FILE")
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from);
         Ok(Config {
             listen,
             db,
@@ -103,6 +116,8 @@ impl Config {
             max_body,
             public_url,
             token_leeway,
+            workers,
+            integrations_file,
         })
     }
 
@@ -142,11 +157,7 @@ pub fn default_key_file(db: &Path) -> PathBuf {
     db.with_file_name(name)
 }
 
-fn parse_num(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    default: usize,
-) -> anyhow::Result<usize> {
+fn parse_num(get: &impl Fn(&str) -> Option<String>, name: &str, default: usize) -> anyhow::Result<usize> {
     match get(name) {
         None => Ok(default),
         Some(v) => v
@@ -162,10 +173,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
-        let m: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_vars(|k| m.get(k).cloned())
     }
 
@@ -192,9 +200,6 @@ mod tests {
     fn the_default_key_file_follows_the_database() {
         let mut c = cfg(&[]).unwrap();
         c.set_db("/var/lib/ingot/x.db".into());
-        assert_eq!(
-            c.master_key,
-            MasterKeySource::File("/var/lib/ingot/x.db.key".into())
-        );
+        assert_eq!(c.master_key, MasterKeySource::File("/var/lib/ingot/x.db.key".into()));
     }
 }

@@ -196,8 +196,7 @@ impl Keyring {
         out.extend_from_slice(id);
         out.extend_from_slice(&nonce_bytes);
         let mut body = plaintext.to_vec();
-        let nonce =
-            Nonce::try_assume_unique_for_key(&nonce_bytes).map_err(|_| CryptoError::Opaque)?;
+        let nonce = Nonce::try_assume_unique_for_key(&nonce_bytes).map_err(|_| CryptoError::Opaque)?;
         key.key
             .seal_in_place_append_tag(nonce, Aad::from(aad), &mut body)
             .map_err(|_| CryptoError::Opaque)?;
@@ -209,8 +208,8 @@ impl Keyring {
     pub fn open(&self, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let id = envelope_key_id(envelope).ok_or(CryptoError::Opaque)?;
         let key = self.find(&id)?;
-        let nonce = Nonce::try_assume_unique_for_key(&envelope[1 + KEY_ID_LEN..HEADER_LEN])
-            .map_err(|_| CryptoError::Opaque)?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(&envelope[1 + KEY_ID_LEN..HEADER_LEN]).map_err(|_| CryptoError::Opaque)?;
         let mut body = envelope[HEADER_LEN..].to_vec();
         let plain = key
             .key
@@ -260,9 +259,7 @@ mod tests {
     #[test]
     fn seal_then_open_round_trips() {
         let r = ring();
-        let env = r
-            .seal(&r.first_id(), b"hunter2", b"credential:a:b")
-            .unwrap();
+        let env = r.seal(&r.first_id(), b"hunter2", b"credential:a:b").unwrap();
         assert_eq!(env[0], ENVELOPE_VERSION);
         assert_eq!(envelope_key_id(&env), Some(r.first_id()));
         assert_eq!(r.open(&env, b"credential:a:b").unwrap(), b"hunter2");
@@ -291,13 +288,8 @@ mod tests {
     #[test]
     fn wrong_associated_data_fails_to_open() {
         let r = ring();
-        let env = r
-            .seal(&r.first_id(), b"secret", b"credential:1:userA")
-            .unwrap();
-        assert!(matches!(
-            r.open(&env, b"credential:1:userB"),
-            Err(CryptoError::Opaque)
-        ));
+        let env = r.seal(&r.first_id(), b"secret", b"credential:1:userA").unwrap();
+        assert!(matches!(r.open(&env, b"credential:1:userB"), Err(CryptoError::Opaque)));
     }
 
     #[test]
@@ -305,10 +297,7 @@ mod tests {
         let r = ring();
         let env = r.seal(&r.first_id(), b"", b"aad").unwrap();
         for n in 0..env.len() {
-            assert!(
-                r.open(&env[..n], b"aad").is_err(),
-                "prefix of {n} bytes opened"
-            );
+            assert!(r.open(&env[..n], b"aad").is_err(), "prefix of {n} bytes opened");
         }
         assert_eq!(r.open(&env, b"aad").unwrap(), b"");
     }
@@ -318,10 +307,7 @@ mod tests {
         let a = ring();
         let b = ring();
         let env = a.seal(&a.first_id(), b"s", b"aad").unwrap();
-        assert!(matches!(
-            b.open(&env, b"aad"),
-            Err(CryptoError::UnknownKey(_))
-        ));
+        assert!(matches!(b.open(&env, b"aad"), Err(CryptoError::UnknownKey(_))));
         let both = b.with_new_first(MasterKey::from_bytes(a.keys[0].raw));
         assert_eq!(both.open(&env, b"aad").unwrap(), b"s");
     }
@@ -332,13 +318,7 @@ mod tests {
         let k2 = MasterKey::generate().to_hex();
         let r = Keyring::parse(&format!("# c\n{k}\n\n{k2} # old\n"), "f").unwrap();
         assert_eq!(r.ids().len(), 2);
-        assert_eq!(
-            Keyring::parse(&format!("{k},{k2}"), "env")
-                .unwrap()
-                .ids()
-                .len(),
-            2
-        );
+        assert_eq!(Keyring::parse(&format!("{k},{k2}"), "env").unwrap().ids().len(), 2);
         assert!(Keyring::parse("abcd", "f").is_err());
         assert!(Keyring::parse("# nothing\n", "f").is_err());
     }

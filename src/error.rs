@@ -62,10 +62,7 @@ impl ApiError {
             ApiError::Unavailable(detail) => log::warn!("unavailable: {detail}"),
             _ => {}
         }
-        let mut resp = Resp::json(
-            self.status(),
-            &serde_json::json!({ "message": self.public_message() }),
-        );
+        let mut resp = Resp::json(self.status(), &serde_json::json!({ "message": self.public_message() }));
         match self {
             ApiError::Unauthorized => resp.headers.push(("WWW-Authenticate", "Bearer".into())),
             ApiError::MethodNotAllowed(allow) => resp.headers.push(("Allow", allow.into())),
@@ -79,10 +76,9 @@ impl ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound(format!("{what} not found")),
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Invalid(m) => ApiError::Unprocessable(m),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
-            e @ (StoreError::Sqlite(_) | StoreError::Crypto(_)) => {
-                ApiError::Internal(e.to_string())
-            }
+            e @ (StoreError::Sqlite(_) | StoreError::Crypto(_)) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -61,29 +61,19 @@ impl Req {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The first value of query parameter `name`.
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
 /// `YYYY-MM`, the version segment every route may sit behind.
 fn is_version(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 7
-        && b[4] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || c.is_ascii_digit())
+    b.len() == 7 && b[4] == b'-' && b.iter().enumerate().all(|(i, c)| i == 4 || c.is_ascii_digit())
 }
 
 fn percent_decode(s: &str, plus_is_space: bool) -> String {
@@ -199,11 +189,7 @@ fn respond_caught(req: &Req, handler: impl FnOnce() -> Result<Resp, ApiError>) -
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            ApiError::Internal(format!(
-                "handler panicked on {} {}: {what}",
-                req.method, req.path
-            ))
-            .into_resp()
+            ApiError::Internal(format!("handler panicked on {} {}: {what}", req.method, req.path)).into_resp()
         }
     }
 }
@@ -248,10 +234,7 @@ mod tests {
             vec!["users", "abc", "token"]
         );
         // Only a leading version segment is a version.
-        assert_eq!(
-            Req::new("GET", "/users/2024-03").segments,
-            vec!["users", "2024-03"]
-        );
+        assert_eq!(Req::new("GET", "/users/2024-03").segments, vec!["users", "2024-03"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod config;
 pub mod crypto;
+pub mod engine;
 pub mod error;
 pub mod handlers;
 pub mod http;
@@ -13,6 +14,7 @@ pub mod ids;
 pub mod router;
 pub mod store;
 pub mod tokens;
+pub mod workflow;
 
 use anyhow::Context;
 use config::Config;
@@ -30,6 +32,7 @@ pub struct App {
     pub config: Config,
     pub store: Store,
     pub signing: SigningKeys,
+    pub engine: engine::Engine,
     /// API key id → last use (ms), written to the database in the background so that reads
     /// stay reads.
     key_uses: Mutex<HashMap<String, i64>>,
@@ -91,6 +94,7 @@ impl ServerHandle {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        self.app.engine.stop();
         if let Some((tx, handle)) = self.housekeeping.take() {
             drop(tx);
             let _ = handle.join();
@@ -110,9 +114,7 @@ impl Drop for ServerHandle {
 /// a first development API key if it is new) and serves the API on `listener`.
 pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHandle> {
     let (store, first_key) = admin::open_store(&config)?;
-    let addr = listener
-        .local_addr()
-        .context("while reading the listener's address")?;
+    let addr = listener.local_addr().context("while reading the listener's address")?;
     let server = Arc::new(
         tiny_http::Server::from_listener(listener, None)
             .map_err(|e| anyhow::anyhow!("while starting the HTTP server: {e}"))?,
@@ -122,8 +124,14 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
         config,
         store,
         signing: SigningKeys::default(),
+        engine: engine::Engine::default(),
         key_uses: Mutex::default(),
     });
+    if let Some(path) = &app.config.integrations_file {
+        let n = handlers::integrations::load_file(&app, path)?;
+        log::info!("loaded {n} integrations from {}", path.display());
+    }
+    engine::Engine::start(&app, app.config.workers).context("while resuming queued runs")?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -140,17 +148,12 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
     let hk = std::thread::Builder::new()
         .name("ingot-housekeeping".into())
         .spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) =
-                rx.recv_timeout(Duration::from_secs(10))
-            {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(10)) {
                 hk_app.flush_key_uses();
             }
         })
         .context("while starting the housekeeping thread")?;
-    log::info!(
-        "listening on http://{addr} with database {}",
-        app.config.db.display()
-    );
+    log::info!("listening on http://{addr} with database {}", app.config.db.display());
     Ok(ServerHandle {
         addr,
         stop,

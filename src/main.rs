@@ -13,9 +13,7 @@ use std::path::PathBuf;
     version,
     about = "A self-hosted Embedded iPaaS appliance: one binary over one SQLite file."
 )]
-#[command(
-    after_help = "Configuration comes from INGOT_* variables (see packaging/ingot.env); flags override them."
-)]
+#[command(after_help = "Configuration comes from INGOT_* variables (see packaging/ingot.env); flags override them.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -83,8 +81,7 @@ enum KeysCommand {
 }
 
 fn parse_env(s: &str) -> Result<Env, String> {
-    Env::parse(s)
-        .ok_or_else(|| format!("{s:?} is not an environment: use development or production"))
+    Env::parse(s).ok_or_else(|| format!("{s:?} is not an environment: use development or production"))
 }
 
 fn config_with(db: &DbArg) -> anyhow::Result<Config> {
@@ -105,10 +102,7 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     for name in Config::unknown_variables() {
-        log::warn!(
-            "{name} is not a setting ingot knows; known ones: {}",
-            known_names()
-        );
+        log::warn!("{name} is not a setting ingot knows; known ones: {}", known_names());
     }
     match cli.command {
         Command::Serve { listen, db } => serve(listen, &db),
@@ -117,11 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn known_names() -> String {
-    VARIABLES
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
+    VARIABLES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
 fn serve(listen: Option<String>, db: &DbArg) -> anyhow::Result<()> {
@@ -129,8 +119,8 @@ fn serve(listen: Option<String>, db: &DbArg) -> anyhow::Result<()> {
     if let Some(l) = listen {
         config.set_listen(l);
     }
-    let listener = std::net::TcpListener::bind(&config.listen)
-        .with_context(|| format!("while binding {}", config.listen))?;
+    let listener =
+        std::net::TcpListener::bind(&config.listen).with_context(|| format!("while binding {}", config.listen))?;
     let handle = ingot::start(config, listener)?;
     let addr = handle.addr();
     eprintln!("ingot listening on http://{addr}");
@@ -188,7 +178,11 @@ fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
             let (kid, retired) = ingot::admin::rotate_signing(&config_with(&db)?)?;
             eprintln!(
                 "new user tokens are signed with key {kid}; retired {} (published until their tokens expire)",
-                if retired.is_empty() { "none".to_string() } else { retired.join(", ") }
+                if retired.is_empty() {
+                    "none".to_string()
+                } else {
+                    retired.join(", ")
+                }
             );
         }
         KeysCommand::RotateMaster { db } => {

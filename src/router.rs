@@ -24,6 +24,23 @@ pub enum Route {
     CreateUserCredential(String),
     ListUserCredentials(String),
     DeleteUserCredential(String, String),
+    ListIntegrations,
+    CreateIntegration,
+    GetIntegration(String),
+    DeleteIntegration(String),
+    InstallIntegration(String, String),
+    ListWorkflows,
+    GetWorkflow(String),
+    DeleteWorkflow(String),
+    ActivateWorkflow,
+    DeactivateWorkflow,
+    WorkflowUsers(String),
+    WorkflowLogs(String),
+    WorkflowErrors(String),
+    RerunExecution(String, String),
+    RunWorkflow,
+    RunEvent,
+    ListLogs,
 }
 
 /// Maps a request to its route: `404` for an unknown path, `405` for a known path with
@@ -53,10 +70,7 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
                 _ => None,
             },
         ),
-        ["users", user, "token"] => (
-            "GET",
-            (method == "GET").then(|| Route::UserToken(owned(user))),
-        ),
+        ["users", user, "token"] => ("GET", (method == "GET").then(|| Route::UserToken(owned(user)))),
         ["users", user, "deactivate-workflows"] => (
             "PUT",
             (method == "PUT").then(|| Route::DeactivateUserWorkflows(owned(user))),
@@ -81,16 +95,49 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
             "GET",
             (method == "GET").then(|| Route::ListUserCredentials(owned(user))),
         ),
-        ["headless", "credentials"] => (
-            "POST",
-            (method == "POST").then_some(Route::CreateCredentialHeadless),
+        ["headless", "credentials"] => ("POST", (method == "POST").then_some(Route::CreateCredentialHeadless)),
+        ["integrations"] => (
+            "GET, POST",
+            match method {
+                "GET" => Some(Route::ListIntegrations),
+                "POST" => Some(Route::CreateIntegration),
+                _ => None,
+            },
         ),
-        _ => {
-            return Err(ApiError::NotFound(format!(
-                "no route for {method} /{}",
-                segs.join("/")
-            )))
-        }
+        ["integrations", id] => (
+            "GET, DELETE",
+            match method {
+                "GET" => Some(Route::GetIntegration(owned(id))),
+                "DELETE" => Some(Route::DeleteIntegration(owned(id))),
+                _ => None,
+            },
+        ),
+        ["users", user, "integrations", id, "install"] => (
+            "POST",
+            (method == "POST").then(|| Route::InstallIntegration(owned(user), owned(id))),
+        ),
+        ["workflows"] => ("GET", (method == "GET").then_some(Route::ListWorkflows)),
+        ["workflows", "activate"] if method == "PUT" => ("PUT", Some(Route::ActivateWorkflow)),
+        ["workflows", "deactivate"] if method == "PUT" => ("PUT", Some(Route::DeactivateWorkflow)),
+        ["workflows", id] => (
+            "GET, DELETE",
+            match method {
+                "GET" => Some(Route::GetWorkflow(owned(id))),
+                "DELETE" => Some(Route::DeleteWorkflow(owned(id))),
+                _ => None,
+            },
+        ),
+        ["workflows", id, "users"] => ("GET", (method == "GET").then(|| Route::WorkflowUsers(owned(id)))),
+        ["workflows", id, "logs"] => ("GET", (method == "GET").then(|| Route::WorkflowLogs(owned(id)))),
+        ["workflows", id, "errors"] => ("GET", (method == "GET").then(|| Route::WorkflowErrors(owned(id)))),
+        ["workflows", id, "rerun", ex] => (
+            "POST",
+            (method == "POST").then(|| Route::RerunExecution(owned(id), owned(ex))),
+        ),
+        ["run", "workflow"] => ("POST", (method == "POST").then_some(Route::RunWorkflow)),
+        ["run", "event"] => ("POST", (method == "POST").then_some(Route::RunEvent)),
+        ["logs"] => ("GET", (method == "GET").then_some(Route::ListLogs)),
+        _ => return Err(ApiError::NotFound(format!("no route for {method} /{}", segs.join("/")))),
     };
     found.ok_or(ApiError::MethodNotAllowed(allow))
 }
@@ -115,18 +162,12 @@ mod tests {
         assert_eq!(r("PATCH", "/users/u1"), Ok(Route::UpdateUser("u1".into())));
         assert_eq!(r("PUT", "/users/u1"), Ok(Route::UpdateUser("u1".into())));
         assert_eq!(r("DELETE", "/users/u1"), Ok(Route::DeleteUser("u1".into())));
-        assert_eq!(
-            r("GET", "/2024-03/users/u1/token"),
-            Ok(Route::UserToken("u1".into()))
-        );
+        assert_eq!(r("GET", "/2024-03/users/u1/token"), Ok(Route::UserToken("u1".into())));
         assert_eq!(
             r("PUT", "/users/u1/deactivate-workflows"),
             Ok(Route::DeactivateUserWorkflows("u1".into()))
         );
-        assert_eq!(
-            r("DELETE", "/users/u1/logs"),
-            Ok(Route::DeleteUserLogs("u1".into()))
-        );
+        assert_eq!(r("DELETE", "/users/u1/logs"), Ok(Route::DeleteUserLogs("u1".into())));
     }
 
     #[test]
@@ -136,10 +177,7 @@ mod tests {
 
     #[test]
     fn credentials_routes_resolve() {
-        assert_eq!(
-            r("POST", "/headless/credentials"),
-            Ok(Route::CreateCredentialHeadless)
-        );
+        assert_eq!(r("POST", "/headless/credentials"), Ok(Route::CreateCredentialHeadless));
         assert_eq!(
             r("POST", "/users/u1/credentials"),
             Ok(Route::CreateUserCredential("u1".into()))
@@ -156,6 +194,37 @@ mod tests {
             r("DELETE", "/users/u1/credentials/c1"),
             Ok(Route::DeleteUserCredential("u1".into(), "c1".into()))
         );
+    }
+
+    #[test]
+    fn workflow_routes_resolve() {
+        assert_eq!(r("GET", "/integrations"), Ok(Route::ListIntegrations));
+        assert_eq!(r("POST", "/2024-03/integrations/"), Ok(Route::CreateIntegration));
+        assert_eq!(
+            r("DELETE", "/integrations/i1"),
+            Ok(Route::DeleteIntegration("i1".into()))
+        );
+        assert_eq!(
+            r("POST", "/users/u1/integrations/i1/install"),
+            Ok(Route::InstallIntegration("u1".into(), "i1".into()))
+        );
+        assert_eq!(r("GET", "/workflows?userId=u1"), Ok(Route::ListWorkflows));
+        assert_eq!(r("PUT", "/workflows/activate"), Ok(Route::ActivateWorkflow));
+        assert_eq!(r("PUT", "/workflows/deactivate"), Ok(Route::DeactivateWorkflow));
+        assert_eq!(r("GET", "/workflows/w1"), Ok(Route::GetWorkflow("w1".into())));
+        assert_eq!(r("DELETE", "/workflows/w1"), Ok(Route::DeleteWorkflow("w1".into())));
+        assert_eq!(r("GET", "/workflows/w1/users"), Ok(Route::WorkflowUsers("w1".into())));
+        assert_eq!(r("GET", "/workflows/w1/logs"), Ok(Route::WorkflowLogs("w1".into())));
+        assert_eq!(r("GET", "/workflows/w1/errors"), Ok(Route::WorkflowErrors("w1".into())));
+        assert_eq!(
+            r("POST", "/workflows/w1/rerun/e1"),
+            Ok(Route::RerunExecution("w1".into(), "e1".into()))
+        );
+        assert_eq!(r("POST", "/run/workflow"), Ok(Route::RunWorkflow));
+        assert_eq!(r("POST", "/run/event"), Ok(Route::RunEvent));
+        assert_eq!(r("GET", "/logs"), Ok(Route::ListLogs));
+        assert_eq!(r("PUT", "/workflows/w1"), Err(405));
+        assert_eq!(r("GET", "/run/workflow"), Err(405));
     }
 
     #[test]

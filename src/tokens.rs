@@ -42,11 +42,7 @@ pub struct Verified {
 /// Generates a signing key: (kid, public key bytes, private key bytes).
 pub fn generate_key() -> (String, Vec<u8>, Vec<u8>) {
     let pair = Ed25519KeyPair::generate();
-    (
-        ids::object_id(),
-        pair.public_key().to_bytes(),
-        pair.to_bytes(),
-    )
+    (ids::object_id(), pair.public_key().to_bytes(), pair.to_bytes())
 }
 
 /// Mints a token for a user; returns it with its expiry in epoch milliseconds.
@@ -68,10 +64,7 @@ pub fn mint(
         .with_subject(user_id)
         .with_audience(AUDIENCE)
         .with_jwt_id(ids::uuid_v4());
-    let exp = claims
-        .expires_at
-        .map(|e| e.as_secs() as i64 * 1000)
-        .unwrap_or(0);
+    let exp = claims.expires_at.map(|e| e.as_secs() as i64 * 1000).unwrap_or(0);
     let token = pair
         .sign(claims)
         .map_err(|e| TokenError::Invalid(format!("signing failed: {e}")))?;
@@ -104,15 +97,13 @@ pub fn verify(
     let claims = public
         .verify_token::<ModalClaims>(token, Some(options))
         .map_err(|e| TokenError::Invalid(e.to_string()))?;
-    let (Some(iat), Some(exp), Some(sub)) = (claims.issued_at, claims.expires_at, claims.subject)
-    else {
+    let (Some(iat), Some(exp), Some(sub)) = (claims.issued_at, claims.expires_at, claims.subject) else {
         return Err(TokenError::Invalid("iat, exp and sub are required".into()));
     };
     if exp.as_secs().saturating_sub(iat.as_secs()) > MAX_TTL {
         return Err(TokenError::Invalid("lifetime over 1800 seconds".into()));
     }
-    let env =
-        Env::parse(&claims.custom.env).ok_or_else(|| TokenError::Invalid("unknown env".into()))?;
+    let env = Env::parse(&claims.custom.env).ok_or_else(|| TokenError::Invalid("unknown env".into()))?;
     Ok(Verified {
         user_id: sub,
         username: claims.custom.username,
@@ -143,19 +134,9 @@ pub struct SigningKeys {
 impl SigningKeys {
     /// The key new tokens are signed with, as the database names it now (another process may
     /// have rotated it).
-    pub fn current(
-        &self,
-        conn: &Connection,
-        secrets: &Secrets,
-    ) -> Result<Arc<Ed25519KeyPair>, TokenError> {
-        let kid = signing::current_kid(conn)?
-            .ok_or_else(|| TokenError::Invalid("no signing key".into()))?;
-        if let Some(p) = self
-            .pairs
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&kid)
-        {
+    pub fn current(&self, conn: &Connection, secrets: &Secrets) -> Result<Arc<Ed25519KeyPair>, TokenError> {
+        let kid = signing::current_kid(conn)?.ok_or_else(|| TokenError::Invalid("no signing key".into()))?;
+        if let Some(p) = self.pairs.read().unwrap_or_else(|p| p.into_inner()).get(&kid) {
             return Ok(p.clone());
         }
         let private = signing::private_key(conn, secrets, &kid)?
@@ -179,8 +160,7 @@ impl SigningKeys {
         issuer: &str,
         leeway_secs: u64,
     ) -> Result<Verified, TokenError> {
-        let kid = key_id_of(token)
-            .ok_or_else(|| TokenError::Invalid("not an EdDSA token with a kid".into()))?;
+        let kid = key_id_of(token).ok_or_else(|| TokenError::Invalid("not an EdDSA token with a kid".into()))?;
         let keep_ms = ((MAX_TTL + leeway_secs) * 1000) as i64;
         let public = signing::published(conn, keep_ms)?
             .into_iter()
@@ -255,16 +235,9 @@ mod tests {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         for alg in ["none", "HS256"] {
             let header = b64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"k1"}}"#));
-            let forged = format!(
-                "{header}.{}.{}",
-                parts[1],
-                if alg == "none" { "" } else { parts[2] }
-            );
+            let forged = format!("{header}.{}.{}", parts[1], if alg == "none" { "" } else { parts[2] });
             assert!(key_id_of(&forged).is_none(), "{alg}");
-            assert!(
-                verify(&p.public_key(), &forged, ISS, 0, None).is_err(),
-                "{alg}"
-            );
+            assert!(verify(&p.public_key(), &forged, ISS, 0, None).is_err(), "{alg}");
         }
     }
 

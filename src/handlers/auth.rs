@@ -32,12 +32,10 @@ impl Caller {
             (Caller::Key(_), Some(r)) => Ok(r),
             (Caller::Key(_), None) => Err(ApiError::Unprocessable("userId is required".into())),
             (Caller::User { user, .. }, None) => Ok(&user.id),
-            (Caller::User { user, .. }, Some(r)) if r == user.id || r == user.username => {
-                Ok(&user.id)
+            (Caller::User { user, .. }, Some(r)) if r == user.id || r == user.username => Ok(&user.id),
+            (Caller::User { .. }, Some(_)) => {
+                Err(ApiError::Forbidden("a user token can only act for its own user".into()))
             }
-            (Caller::User { .. }, Some(_)) => Err(ApiError::Forbidden(
-                "a user token can only act for its own user".into(),
-            )),
         }
     }
 }
@@ -57,9 +55,7 @@ pub fn api_key(ctx: &Ctx, req: &Req) -> Result<Env, ApiError> {
 
 /// Requires a valid user token whose user still exists and is enabled.
 pub fn user_token(ctx: &Ctx, req: &Req) -> Result<(Verified, users::User), ApiError> {
-    let token = req
-        .header(USER_TOKEN_HEADER)
-        .ok_or(ApiError::Unauthorized)?;
+    let token = req.header(USER_TOKEN_HEADER).ok_or(ApiError::Unauthorized)?;
     let cfg = &ctx.app.config;
     let verified = ctx
         .app

@@ -31,12 +31,7 @@ pub fn create_for_user(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiErro
     store(ctx, caller.env(), user, &body.0)
 }
 
-fn store(
-    ctx: &Ctx,
-    env: Env,
-    user: String,
-    credential: &Map<String, Value>,
-) -> Result<Resp, ApiError> {
+fn store(ctx: &Ctx, env: Env, user: String, credential: &Map<String, Value>) -> Result<Resp, ApiError> {
     let kind = opt_str(credential.get("type"), "type")?
         .ok_or_else(|| ApiError::Unprocessable("credential type is required".into()))?
         .to_string();
@@ -51,9 +46,7 @@ fn store(
     let c = ctx
         .app
         .store
-        .write(move |c| {
-            credentials::insert(c, &secrets, env, &user, &kind, name.as_deref(), &plaintext)
-        })
+        .write(move |c| credentials::insert(c, &secrets, env, &user, &kind, name.as_deref(), &plaintext))
         .map_err(not_found("user"))?;
     Ok(Resp::ok(&json!({ "success": true, "credentialId": c.id })))
 }
@@ -61,8 +54,7 @@ fn store(
 /// `GET /users/{userId}/credentials` and `GET /credentials/users/{userId}`
 pub fn list(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
     let caller = auth::api_key_or_user_token(ctx, req)?;
-    let user = users::get(ctx.db, caller.env(), caller.user_ref(Some(user))?)
-        .map_err(not_found("user"))?;
+    let user = users::get(ctx.db, caller.env(), caller.user_ref(Some(user))?).map_err(not_found("user"))?;
     let data: Vec<Value> = credentials::list(ctx.db, &user.id)?
         .iter()
         .map(|c| {

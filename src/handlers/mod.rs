@@ -3,8 +3,12 @@
 
 pub mod auth;
 pub mod credentials;
+pub mod integrations;
+pub mod logs;
+pub mod runs;
 pub mod session;
 pub mod users;
+pub mod workflows;
 
 use crate::error::ApiError;
 use crate::http::{Ctx, Req, Resp};
@@ -30,6 +34,23 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         Route::CreateUserCredential(u) => credentials::create_for_user(ctx, req, &u),
         Route::ListUserCredentials(u) => credentials::list(ctx, req, &u),
         Route::DeleteUserCredential(u, c) => credentials::delete(ctx, req, &u, &c),
+        Route::ListIntegrations => integrations::list(ctx, req),
+        Route::CreateIntegration => integrations::create(ctx, req),
+        Route::GetIntegration(i) => integrations::get(ctx, req, &i),
+        Route::DeleteIntegration(i) => integrations::delete(ctx, req, &i),
+        Route::InstallIntegration(u, i) => workflows::install(ctx, req, &u, &i),
+        Route::ListWorkflows => workflows::list(ctx, req),
+        Route::GetWorkflow(w) => workflows::get(ctx, req, &w),
+        Route::DeleteWorkflow(w) => workflows::delete(ctx, req, &w),
+        Route::ActivateWorkflow => workflows::set_active(ctx, req, true),
+        Route::DeactivateWorkflow => workflows::set_active(ctx, req, false),
+        Route::WorkflowUsers(w) => workflows::users(ctx, req, &w),
+        Route::WorkflowLogs(w) => logs::executions(ctx, req, &w),
+        Route::WorkflowErrors(w) => logs::workflow_errors(ctx, req, &w),
+        Route::RerunExecution(w, e) => runs::rerun(ctx, req, &w, &e),
+        Route::RunWorkflow => runs::run_workflow(ctx, req),
+        Route::RunEvent => runs::run_event(ctx, req),
+        Route::ListLogs => logs::list(ctx, req),
     }
 }
 
@@ -39,15 +60,11 @@ pub struct Body(pub Map<String, Value>);
 /// Parses the body as a JSON object: `400` when it is empty, malformed or not an object.
 pub fn json_body(req: &Req) -> Result<Body, ApiError> {
     if req.body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest(
-            "a JSON object body is required".into(),
-        ));
+        return Err(ApiError::BadRequest("a JSON object body is required".into()));
     }
     match serde_json::from_slice::<Value>(&req.body) {
         Ok(Value::Object(m)) => Ok(Body(m)),
-        Ok(_) => Err(ApiError::BadRequest(
-            "the body must be a JSON object".into(),
-        )),
+        Ok(_) => Err(ApiError::BadRequest("the body must be a JSON object".into())),
         Err(e) => Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
     }
 }
@@ -96,10 +113,7 @@ pub fn opt_str<'a>(v: Option<&'a Value>, field: &str) -> Result<Option<&'a str>,
 }
 
 /// Reads a required object out of a JSON value: `422` when missing, `400` for another type.
-pub fn req_object<'a>(
-    v: Option<&'a Value>,
-    field: &str,
-) -> Result<&'a Map<String, Value>, ApiError> {
+pub fn req_object<'a>(v: Option<&'a Value>, field: &str) -> Result<&'a Map<String, Value>, ApiError> {
     match v {
         None | Some(Value::Null) => Err(ApiError::Unprocessable(format!("{field} is required"))),
         Some(Value::Object(m)) => Ok(m),
@@ -115,9 +129,7 @@ pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> 
         )));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::Unprocessable(format!(
-            "{field} contains a control character"
-        )));
+        return Err(ApiError::Unprocessable(format!("{field} contains a control character")));
     }
     Ok(())
 }
@@ -125,9 +137,7 @@ pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> 
 /// Checks a required, non-empty text field.
 pub fn check_required_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.is_empty() {
-        return Err(ApiError::Unprocessable(format!(
-            "{field} must not be empty"
-        )));
+        return Err(ApiError::Unprocessable(format!("{field} must not be empty")));
     }
     check_text(field, value, max)
 }

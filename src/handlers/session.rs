@@ -24,8 +24,7 @@ pub fn jwks(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
         .map(|(kid, public)| tokens::jwk(kid, public))
         .collect();
     let mut resp = Resp::ok(&json!({ "keys": keys }));
-    resp.headers
-        .push(("Cache-Control", "public, max-age=300".into()));
+    resp.headers.push(("Cache-Control", "public, max-age=300".into()));
     Ok(resp)
 }
 

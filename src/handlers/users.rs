@@ -131,10 +131,7 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
     let limit = query_number(req, "limit", 1000, 1..=1000)? as usize;
     let filter = users::Filter {
-        after: req
-            .query("cursor")
-            .filter(|c| !c.is_empty())
-            .map(str::to_string),
+        after: req.query("cursor").filter(|c| !c.is_empty()).map(str::to_string),
         prefix: req.query("q").filter(|q| !q.is_empty()).map(str::to_string),
         parent_workflow_id: req
             .query("parentWorkflowId")
@@ -211,29 +208,15 @@ pub fn token(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
     if u.disabled {
         return Err(ApiError::Forbidden("user is disabled".into()));
     }
-    let ttl = query_number(
-        req,
-        "ttl",
-        tokens::MAX_TTL,
-        tokens::MIN_TTL..=tokens::MAX_TTL,
-    )?;
+    let ttl = query_number(req, "ttl", tokens::MAX_TTL, tokens::MIN_TTL..=tokens::MAX_TTL)?;
     let pair = ctx
         .app
         .signing
         .current(ctx.db, &ctx.app.store.secrets)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (token, exp) = tokens::mint(
-        &pair,
-        &ctx.app.config.public_url,
-        &u.id,
-        &u.username,
-        env,
-        ttl,
-    )
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Resp::ok(
-        &json!({ "token": token, "expiresAt": rfc3339(exp) }),
-    ))
+    let (token, exp) = tokens::mint(&pair, &ctx.app.config.public_url, &u.id, &u.username, env, ttl)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Resp::ok(&json!({ "token": token, "expiresAt": rfc3339(exp) })))
 }
 
 /// `PUT /users/{userId}/deactivate-workflows`
@@ -256,7 +239,5 @@ pub fn delete_logs(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
         .store
         .write(move |c| users::delete_logs(c, env, &user))
         .map_err(not_found)?;
-    Ok(Resp::ok(
-        &json!({ "message": format!("Deleted {n} error logs") }),
-    ))
+    Ok(Resp::ok(&json!({ "message": format!("Deleted {n} error logs") })))
 }

@@ -52,7 +52,7 @@ pub fn insert(
 /// A user's credentials, oldest first.
 pub fn list(conn: &Connection, user_id: &str) -> Result<Vec<Credential>> {
     let mut st = conn.prepare_cached(
-        "SELECT id, user_id, type, name, created_at, updated_at FROM credentials WHERE user_id = ?1 ORDER BY id",
+        "SELECT id, user_id, type, name, created_at, updated_at FROM credentials WHERE user_id = ?1 ORDER BY created_at, id",
     )?;
     let rows = st.query_map([user_id], |r| {
         Ok(Credential {
@@ -80,12 +80,7 @@ pub fn delete(conn: &Connection, env: Env, user_ref: &str, credential_id: &str) 
 }
 
 /// Opens a credential's data; only workflow runs call this.
-pub fn open_data(
-    conn: &Connection,
-    secrets: &Secrets,
-    credential_id: &str,
-    user_id: &str,
-) -> Result<Vec<u8>> {
+pub fn open_data(conn: &Connection, secrets: &Secrets, credential_id: &str, user_id: &str) -> Result<Vec<u8>> {
     let sealed: Vec<u8> = conn
         .prepare_cached("SELECT data_sealed FROM credentials WHERE id = ?1 AND user_id = ?2")?
         .query_row(params![credential_id, user_id], |r| r.get(0))

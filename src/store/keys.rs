@@ -34,10 +34,8 @@ pub fn create(conn: &Connection, env: Env, name: &str) -> Result<(ApiKey, String
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ids::random_bytes(32));
     let hash = crypto::sha256(secret.as_bytes());
     let now = ids::now_ms();
-    conn.prepare_cached(
-        "INSERT INTO api_keys (id, name, env, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![id, name, env.as_str(), &hash[..], now])?;
+    conn.prepare_cached("INSERT INTO api_keys (id, name, env, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![id, name, env.as_str(), &hash[..], now])?;
     let full = format!("ingot_{}_{id}_{secret}", prefix(env));
     let key = ApiKey {
         id,
@@ -89,15 +87,12 @@ pub fn revoke(conn: &Connection, id: &str) -> Result<()> {
 /// The id and environment of a live key matching `presented`, or `None`.
 pub fn authenticate(conn: &Connection, presented: &str) -> Result<Option<(String, Env)>> {
     let mut parts = presented.splitn(4, '_');
-    let (Some("ingot"), Some(_env), Some(id), Some(secret)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some("ingot"), Some(_env), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Ok(None);
     };
     let row: Option<(Vec<u8>, String)> = conn
-        .prepare_cached(
-            "SELECT secret_hash, env FROM api_keys WHERE id = ?1 AND revoked_at IS NULL",
-        )?
+        .prepare_cached("SELECT secret_hash, env FROM api_keys WHERE id = ?1 AND revoked_at IS NULL")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((hash, env)) = row else {
@@ -112,9 +107,8 @@ pub fn authenticate(conn: &Connection, presented: &str) -> Result<Option<(String
 
 /// Records when keys were last used (batched by the caller; see `handlers::auth`).
 pub fn touch(conn: &Connection, uses: &[(String, i64)]) -> Result<()> {
-    let mut st = conn.prepare_cached(
-        "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
-    )?;
+    let mut st =
+        conn.prepare_cached("UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1")?;
     for (id, at) in uses {
         st.execute(params![id, at])?;
     }

@@ -17,11 +17,15 @@
 //!   `busy_timeout` makes the two take turns.
 
 pub mod credentials;
+pub mod error_logs;
+pub mod executions;
+pub mod integrations;
 pub mod keys;
 pub mod meta;
 pub mod secrets;
 pub mod signing;
 pub mod users;
+pub mod workflows;
 
 use crate::config::SyncMode;
 use crate::crypto::CryptoError;
@@ -71,6 +75,9 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// A well-formed request that the stored data makes invalid (`422`).
+    #[error("{0}")]
+    Invalid(String),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("sealed secret: {0}")]
@@ -98,9 +105,7 @@ pub fn conflict_on_unique(e: rusqlite::Error, message: &str) -> StoreError {
 pub fn open_connection(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure(&conn, sync)?;
     Ok(conn)
@@ -178,10 +183,7 @@ impl Store {
 
     /// Runs `f` inside the next group commit and returns its result once it is durable.
     /// If `f` fails, its own changes are rolled back and the rest of the batch commits.
-    pub fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    pub fn write<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         let (reply_tx, reply_rx) = mpsc::sync_channel::<Result<T>>(1);
         let job: Job = Box::new(move |conn| {
             let result = f(conn);
@@ -194,11 +196,7 @@ impl Store {
             });
             (ok, reply)
         });
-        let sender = self
-            .sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner()).clone();
         sender
             .ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?
             .send(job)
@@ -288,16 +286,12 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
         migrate(&mut conn).unwrap();
-        let v: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
         // A second run is a no-op.
         migrate(&mut conn).unwrap();
         let fk: Vec<String> = conn
-            .prepare(
-                "SELECT \"table\" || ':' || on_delete FROM pragma_foreign_key_list('workflows')",
-            )
+            .prepare("SELECT \"table\" || ':' || on_delete FROM pragma_foreign_key_list('workflows')")
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()

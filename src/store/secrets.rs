@@ -91,11 +91,7 @@ impl Secrets {
     /// as current; an existing one must name a key we hold.
     pub fn bind_database(&self, conn: &Connection) -> Result<()> {
         match meta::get(conn, meta::MASTER_KEY_ID)? {
-            None => meta::set(
-                conn,
-                meta::MASTER_KEY_ID,
-                &ids::hex(&self.keyring().first_id()),
-            ),
+            None => meta::set(conn, meta::MASTER_KEY_ID, &ids::hex(&self.keyring().first_id())),
             Some(id) => {
                 let id = parse_key_id(&id)?;
                 self.keyring_with(&id).map(|_| ())
@@ -210,12 +206,7 @@ pub fn rotate_master(conn: &Connection, secrets: &Secrets) -> Result<Rotation> {
 }
 
 /// Re-seals up to 200 rows of `col` not yet under key `new_id`; returns how many.
-fn reseal_batch(
-    conn: &Connection,
-    secrets: &Secrets,
-    col: &SealedColumn,
-    new_id: &KeyId,
-) -> Result<usize> {
+fn reseal_batch(conn: &Connection, secrets: &Secrets, col: &SealedColumn, new_id: &KeyId) -> Result<usize> {
     // Table and column names come from SEALED_COLUMNS, never from input.
     let select = format!(
         "SELECT {key}, {column}, {aad} FROM {table} WHERE substr({column}, 2, {len}) != ?1 LIMIT 200",
@@ -225,15 +216,10 @@ fn reseal_batch(
         table = col.table,
         len = crypto::KEY_ID_LEN,
     );
-    let update = format!(
-        "UPDATE {} SET {} = ?1 WHERE {} = ?2",
-        col.table, col.column, col.key
-    );
+    let update = format!("UPDATE {} SET {} = ?1 WHERE {} = ?2", col.table, col.column, col.key);
     let rows: Vec<(String, Vec<u8>, String)> = conn
         .prepare(&select)?
-        .query_map(params![&new_id[..]], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
+        .query_map(params![&new_id[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let ring = secrets.keyring_with(new_id)?;
     for (key, sealed, aad) in &rows {

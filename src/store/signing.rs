@@ -11,13 +11,7 @@ pub fn aad(kid: &str) -> Vec<u8> {
 }
 
 /// Stores a new signing key; the caller generated it.
-pub fn insert(
-    conn: &Connection,
-    secrets: &Secrets,
-    kid: &str,
-    public: &[u8],
-    private: &[u8],
-) -> Result<()> {
+pub fn insert(conn: &Connection, secrets: &Secrets, kid: &str, public: &[u8], private: &[u8]) -> Result<()> {
     let sealed = secrets.seal(conn, private, &aad(kid))?;
     conn.prepare_cached(
         "INSERT INTO signing_keys (kid, public_key, private_sealed, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -28,9 +22,8 @@ pub fn insert(
 
 /// Retires every current key (its public half stays published until its tokens expire).
 pub fn retire_current(conn: &Connection) -> Result<Vec<String>> {
-    let mut st = conn.prepare_cached(
-        "UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL RETURNING kid",
-    )?;
+    let mut st =
+        conn.prepare_cached("UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL RETURNING kid")?;
     let kids = st.query_map([ids::now_ms()], |r| r.get(0))?;
     Ok(kids.collect::<rusqlite::Result<_>>()?)
 }

@@ -30,22 +30,13 @@ fn from_row(r: &Row) -> rusqlite::Result<User> {
 /// Finds a user by id, or else by username (an id-shaped username is found too).
 pub fn find(conn: &Connection, env: Env, reference: &str) -> Result<Option<User>> {
     if ids::is_object_id(reference) {
-        let mut st = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM users WHERE id = ?1 AND env = ?2"
-        ))?;
-        if let Some(u) = st
-            .query_row(params![reference, env.as_str()], from_row)
-            .optional()?
-        {
+        let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1 AND env = ?2"))?;
+        if let Some(u) = st.query_row(params![reference, env.as_str()], from_row).optional()? {
             return Ok(Some(u));
         }
     }
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM users WHERE env = ?1 AND username = ?2"
-    ))?;
-    Ok(st
-        .query_row(params![env.as_str(), reference], from_row)
-        .optional()?)
+    let mut st = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE env = ?1 AND username = ?2"))?;
+    Ok(st.query_row(params![env.as_str(), reference], from_row).optional()?)
 }
 
 /// Like [`find`], but a missing user is [`StoreError::NotFound`].
@@ -54,12 +45,7 @@ pub fn get(conn: &Connection, env: Env, reference: &str) -> Result<User> {
 }
 
 /// Creates a user; a taken username is [`StoreError::Conflict`].
-pub fn insert(
-    conn: &Connection,
-    env: Env,
-    username: &str,
-    full_name: Option<&str>,
-) -> Result<User> {
+pub fn insert(conn: &Connection, env: Env, username: &str, full_name: Option<&str>) -> Result<User> {
     let now = ids::now_ms();
     let user = User {
         id: ids::object_id(),
@@ -130,9 +116,17 @@ pub fn update(conn: &Connection, env: Env, reference: &str, patch: &Patch) -> Re
         user.disabled = d;
     }
     user.updated_at = ids::now_ms();
-    conn.prepare_cached("UPDATE users SET username = ?2, full_name = ?3, disabled = ?4, updated_at = ?5 WHERE id = ?1")?
-        .execute(params![user.id, user.username, user.full_name, user.disabled, user.updated_at])
-        .map_err(|e| conflict_on_unique(e, &format!("username {:?} is already taken", user.username)))?;
+    conn.prepare_cached(
+        "UPDATE users SET username = ?2, full_name = ?3, disabled = ?4, updated_at = ?5 WHERE id = ?1",
+    )?
+    .execute(params![
+        user.id,
+        user.username,
+        user.full_name,
+        user.disabled,
+        user.updated_at
+    ])
+    .map_err(|e| conflict_on_unique(e, &format!("username {:?} is already taken", user.username)))?;
     Ok(user)
 }
 
@@ -149,9 +143,7 @@ pub fn delete(conn: &Connection, env: Env, reference: &str) -> Result<User> {
 pub fn deactivate_workflows(conn: &Connection, env: Env, reference: &str) -> Result<usize> {
     let user = get(conn, env, reference)?;
     Ok(conn
-        .prepare_cached(
-            "UPDATE workflows SET active = 0, updated_at = ?2 WHERE user_id = ?1 AND active = 1",
-        )?
+        .prepare_cached("UPDATE workflows SET active = 0, updated_at = ?2 WHERE user_id = ?1 AND active = 1")?
         .execute(params![user.id, ids::now_ms()])?)
 }
 

@@ -51,10 +51,7 @@ fn spawn(db: &Path) -> Spawned {
     if let Ok(next) = lines.recv_timeout(Duration::from_millis(500)) {
         if next.contains("development API key") {
             let keyline = lines.recv_timeout(Duration::from_secs(5)).unwrap();
-            key = keyline
-                .trim()
-                .strip_prefix("INGOT_DEV_KEY=")
-                .map(str::to_string);
+            key = keyline.trim().strip_prefix("INGOT_DEV_KEY=").map(str::to_string);
         }
     }
     Spawned {
@@ -66,16 +63,13 @@ fn spawn(db: &Path) -> Spawned {
 }
 
 fn call(base: &str, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let rq = ureq::request(method, &format!("{base}{path}"))
-        .set("Authorization", &format!("Bearer {key}"));
+    let rq = ureq::request(method, &format!("{base}{path}")).set("Authorization", &format!("Bearer {key}"));
     let res = match body {
         Some(b) => rq.send_string(&b.to_string()),
         None => rq.call(),
     };
     match res {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => {
-            (r.status(), r.into_json().unwrap_or(Value::Null))
-        }
+        Ok(r) | Err(ureq::Error::Status(_, r)) => (r.status(), r.into_json().unwrap_or(Value::Null)),
         Err(e) => (0, json!({ "transport": e.to_string() })),
     }
 }
@@ -97,32 +91,14 @@ fn help_lists_every_command_and_flag() {
     for word in ["serve", "keys"] {
         assert!(text.contains(word), "--help lacks {word}: {text}");
     }
-    let serve = String::from_utf8_lossy(
-        &Command::new(BIN)
-            .args(["serve", "--help"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .to_string();
+    let serve =
+        String::from_utf8_lossy(&Command::new(BIN).args(["serve", "--help"]).output().unwrap().stdout).to_string();
     for word in ["--listen", "--db", "INGOT_LISTEN", "INGOT_DB"] {
         assert!(serve.contains(word), "serve --help lacks {word}: {serve}");
     }
-    let keys = String::from_utf8_lossy(
-        &Command::new(BIN)
-            .args(["keys", "--help"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .to_string();
-    for word in [
-        "create",
-        "list",
-        "revoke",
-        "rotate-signing",
-        "rotate-master",
-    ] {
+    let keys =
+        String::from_utf8_lossy(&Command::new(BIN).args(["keys", "--help"]).output().unwrap().stdout).to_string();
+    for word in ["create", "list", "revoke", "rotate-signing", "rotate-master"] {
         assert!(keys.contains(word), "keys --help lacks {word}: {keys}");
     }
 }
@@ -148,15 +124,8 @@ fn first_start_prints_a_development_key_that_works_and_sigterm_stops_cleanly() {
     );
 
     // `keys` commands work beside the running server.
-    let out = ingot(
-        &["keys", "create", "--env", "production", "--name", "ci"],
-        &db,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ingot(&["keys", "create", "--env", "production", "--name", "ci"], &db);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let prod = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(prod.starts_with("ingot_prod_"));
     assert_eq!(
@@ -243,10 +212,7 @@ fn kill_9_during_a_burst_of_creates_loses_no_acknowledged_user() {
     server.child.kill().unwrap(); // SIGKILL
     let _ = server.child.wait();
     stop.store(true, Ordering::SeqCst);
-    let acked: Vec<String> = writers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
+    let acked: Vec<String> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
     assert!(
         acked.len() > 20,
         "the burst made too few users to mean anything: {}",

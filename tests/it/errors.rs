@@ -90,15 +90,9 @@ fn missing_malformed_and_revoked_keys_are_401_with_a_bearer_challenge() {
     let s = Server::start();
     let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
         ("no header", vec![]),
-        (
-            "wrong scheme",
-            vec![("Authorization", format!("Basic {}", s.key))],
-        ),
+        ("wrong scheme", vec![("Authorization", format!("Basic {}", s.key))]),
         ("garbage", vec![("Authorization", "Bearer nope".into())]),
-        (
-            "wrong secret",
-            vec![("Authorization", format!("Bearer {}x", s.key))],
-        ),
+        ("wrong secret", vec![("Authorization", format!("Bearer {}x", s.key))]),
     ];
     for (what, headers) in cases {
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -160,12 +154,7 @@ fn garbage_never_gets_a_500() {
         for method in ["POST", "PUT", "PATCH", "GET", "DELETE"] {
             for body in bodies {
                 let r = s.call(method, path, &[("Authorization", &auth)], Some(body));
-                assert!(
-                    r.status < 500,
-                    "{method} {path} {body:?} -> {} {}",
-                    r.status,
-                    r.json
-                );
+                assert!(r.status < 500, "{method} {path} {body:?} -> {} {}", r.status, r.json);
                 assert!(
                     r.status == 200 || r.json["message"].is_string(),
                     "{method} {path} {body:?}"

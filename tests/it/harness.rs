@@ -62,8 +62,7 @@ impl Server {
     }
 
     pub fn start_with(dir: TempDir, config: Config) -> Server {
-        let handle =
-            ingot::start(config.clone(), TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        let handle = ingot::start(config.clone(), TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
         let key = handle
             .first_key
             .clone()
@@ -85,15 +84,8 @@ impl Server {
     /// Stops the server and starts it again on the same database (on a new port).
     pub fn restart(&mut self) {
         self.stop();
-        let handle = ingot::start(
-            self.config.clone(),
-            TcpListener::bind("127.0.0.1:0").unwrap(),
-        )
-        .unwrap();
-        assert!(
-            handle.first_key.is_none(),
-            "a restart must not make another first key"
-        );
+        let handle = ingot::start(self.config.clone(), TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        assert!(handle.first_key.is_none(), "a restart must not make another first key");
         self.base = format!("http://{}", handle.addr());
         self.handle = Some(handle);
     }
@@ -111,19 +103,11 @@ impl Server {
 
     /// A key for `env`, made the way an operator makes one.
     pub fn new_key(&self, env: Env) -> String {
-        ingot::admin::create_key(&self.config, env, "test")
-            .unwrap()
-            .1
+        ingot::admin::create_key(&self.config, env, "test").unwrap().1
     }
 
     /// A request with an arbitrary set of headers.
-    pub fn call(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&str>,
-    ) -> Reply {
+    pub fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
         let mut rq = self.agent.request(method, &format!("{}{path}", self.base));
         for (k, v) in headers {
             rq = rq.set(k, v);
@@ -143,13 +127,8 @@ impl Server {
             .map(|n| (n.clone(), resp.header(n).unwrap_or("").to_string()))
             .collect();
         let text = resp.into_string().unwrap();
-        let json = serde_json::from_str(&text)
-            .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text:?}"));
-        Reply {
-            status,
-            json,
-            headers,
-        }
+        let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text:?}"));
+        Reply { status, json, headers }
     }
 
     /// A request with this server's development key.

@@ -18,12 +18,8 @@ fn server_key_pair(s: &Server) -> Ed25519KeyPair {
     let secrets = Secrets::load(&s.config.master_key).unwrap();
     let conn = ingot::store::open_connection(&s.db_path(), SyncMode::Full).unwrap();
     let kid = signing::current_kid(&conn).unwrap().unwrap();
-    let private = signing::private_key(&conn, &secrets, &kid)
-        .unwrap()
-        .unwrap();
-    Ed25519KeyPair::from_bytes(&private)
-        .unwrap()
-        .with_key_id(&kid)
+    let private = signing::private_key(&conn, &secrets, &kid).unwrap().unwrap();
+    Ed25519KeyPair::from_bytes(&private).unwrap().with_key_id(&kid)
 }
 
 fn claims_for(s: &Server, user_id: &str, username: &str) -> JWTClaims<Value> {
@@ -64,8 +60,7 @@ fn a_token_is_an_eddsa_jwt_that_verifies_against_the_published_jwks() {
         (jwk["kty"].as_str(), jwk["crv"].as_str()),
         (Some("OKP"), Some("Ed25519"))
     );
-    let public =
-        Ed25519PublicKey::from_bytes(&B64.decode(jwk["x"].as_str().unwrap()).unwrap()).unwrap();
+    let public = Ed25519PublicKey::from_bytes(&B64.decode(jwk["x"].as_str().unwrap()).unwrap()).unwrap();
     let options = VerificationOptions {
         allowed_issuers: Some(HashSet::from([s.config.public_url.clone()])),
         allowed_audiences: Some(HashSet::from(["ingot-modal".to_string()])),
@@ -78,9 +73,7 @@ fn a_token_is_an_eddsa_jwt_that_verifies_against_the_published_jwks() {
     assert_eq!(claims.custom["env"], "development");
     assert!(claims.jwt_id.is_some());
     let payload = decode_part(token, 1);
-    for claim in [
-        "iss", "sub", "aud", "iat", "nbf", "exp", "jti", "username", "env",
-    ] {
+    for claim in ["iss", "sub", "aud", "iat", "nbf", "exp", "jti", "username", "env"] {
         assert!(payload.get(claim).is_some(), "missing claim {claim}");
     }
     assert_eq!(
@@ -135,21 +128,14 @@ fn session_refuses_expired_tampered_foreign_and_unsigned_tokens() {
     let pair = server_key_pair(&s);
     // Control: a token forged with the server's own key and sane claims is accepted, so the
     // refusals below are about the one thing each changes.
-    assert_eq!(
-        session_status(&s, &pair.sign(claims_for(&s, &id, "eve")).unwrap()),
-        200
-    );
+    assert_eq!(session_status(&s, &pair.sign(claims_for(&s, &id, "eve")).unwrap()), 200);
 
     let mut expired = claims_for(&s, &id, "eve");
     let now = Clock::now_since_epoch();
     expired.issued_at = Some(now - Duration::from_secs(700));
     expired.invalid_before = expired.issued_at;
     expired.expires_at = Some(now - Duration::from_secs(100));
-    assert_eq!(
-        session_status(&s, &pair.sign(expired).unwrap()),
-        401,
-        "expired"
-    );
+    assert_eq!(session_status(&s, &pair.sign(expired).unwrap()), 401, "expired");
 
     let good = s.token(&id);
     let parts: Vec<&str> = good.split('.').collect();
@@ -181,17 +167,9 @@ fn session_refuses_expired_tampered_foreign_and_unsigned_tokens() {
     );
 
     let wrong_aud = claims_for(&s, &id, "eve").with_audience("someone-else");
-    assert_eq!(
-        session_status(&s, &pair.sign(wrong_aud).unwrap()),
-        401,
-        "audience"
-    );
+    assert_eq!(session_status(&s, &pair.sign(wrong_aud).unwrap()), 401, "audience");
     let wrong_iss = claims_for(&s, &id, "eve").with_issuer("http://elsewhere");
-    assert_eq!(
-        session_status(&s, &pair.sign(wrong_iss).unwrap()),
-        401,
-        "issuer"
-    );
+    assert_eq!(session_status(&s, &pair.sign(wrong_iss).unwrap()), 401, "issuer");
     let mut too_long = claims_for(&s, &id, "eve");
     too_long.expires_at = Some(now + Duration::from_secs(1801));
     assert_eq!(
@@ -209,17 +187,9 @@ fn a_token_stops_working_when_its_user_is_disabled_or_deleted() {
     let id = s.create_user("gone");
     let token = s.token(&id);
     assert_eq!(session_status(&s, &token), 200);
-    s.req(
-        "PATCH",
-        &format!("/users/{id}"),
-        Some(&json!({ "disabled": true })),
-    );
+    s.req("PATCH", &format!("/users/{id}"), Some(&json!({ "disabled": true })));
     assert_eq!(session_status(&s, &token), 401, "disabled");
-    s.req(
-        "PATCH",
-        &format!("/users/{id}"),
-        Some(&json!({ "disabled": false })),
-    );
+    s.req("PATCH", &format!("/users/{id}"), Some(&json!({ "disabled": false })));
     assert_eq!(session_status(&s, &token), 200, "enabled again");
     s.req("DELETE", &format!("/users/{id}"), None);
     assert_eq!(session_status(&s, &token), 401, "deleted");

@@ -13,10 +13,7 @@ fn create_user_answers_id_username_and_full_name() {
     );
     assert_eq!(r.status, 200);
     let id = r.json["userId"].as_str().unwrap();
-    assert!(
-        id.len() == 24 && id.chars().all(|c| c.is_ascii_hexdigit()),
-        "{id}"
-    );
+    assert!(id.len() == 24 && id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
     assert_eq!(r.json["username"], "alice@example.com");
     assert_eq!(r.json["fullName"], "Alice A");
     let by_email = s.post("/users", json!({ "email": "bob@example.com" }));
@@ -28,10 +25,7 @@ fn create_user_answers_id_username_and_full_name() {
 #[test]
 fn every_route_answers_bare_and_behind_a_version_prefix() {
     let s = Server::start();
-    for (i, prefix) in ["", "/2023-01", "/2023-12", "/2024-03", "/2025-09"]
-        .iter()
-        .enumerate()
-    {
+    for (i, prefix) in ["", "/2023-01", "/2023-12", "/2024-03", "/2025-09"].iter().enumerate() {
         let name = format!("user{i}");
         let r = s.post(&format!("{prefix}/users/"), json!({ "username": name }));
         assert_eq!(r.status, 200, "{prefix}: {}", r.json);
@@ -98,34 +92,24 @@ fn batch_creates_the_valid_rows_and_reports_each_invalid_one() {
     assert!(reason_for("b1").contains("more than once"));
     assert!(reason_for("existing").contains("already taken"));
     assert_eq!(
-        invalid
-            .iter()
-            .find(|u| u["username"] == "existing")
-            .unwrap()["fullName"],
+        invalid.iter().find(|u| u["username"] == "existing").unwrap()["fullName"],
         "Ex"
     );
     assert!(reason_for("").contains("empty"));
     assert!(reason_for("bad\u{7}bell").contains("control character"));
-    assert!(r.json["message"]
-        .as_str()
-        .unwrap()
-        .contains("2 users created"));
+    assert!(r.json["message"].as_str().unwrap().contains("2 users created"));
     assert_eq!(s.get("/users/b1").json["fullName"], "B One");
 }
 
 #[test]
 fn a_batch_over_1000_is_refused_whole() {
     let s = Server::start();
-    let users: Vec<_> = (0..1001)
-        .map(|i| json!({ "username": format!("u{i}") }))
-        .collect();
+    let users: Vec<_> = (0..1001).map(|i| json!({ "username": format!("u{i}") })).collect();
     let r = s.post("/users/batch", json!({ "users": users }));
     assert_eq!(r.status, 422);
     assert!(r.message().contains("1000"));
     assert_eq!(s.get("/users").json["data"].as_array().unwrap().len(), 0);
-    let users: Vec<_> = (0..1000)
-        .map(|i| json!({ "username": format!("u{i}") }))
-        .collect();
+    let users: Vec<_> = (0..1000).map(|i| json!({ "username": format!("u{i}") })).collect();
     let r = s.post("/users/batch", json!({ "users": users }));
     assert_eq!(r.json["createdUsers"].as_array().unwrap().len(), 1000);
 }
@@ -134,9 +118,7 @@ fn a_batch_over_1000_is_refused_whole() {
 fn list_pages_with_limit_and_cursor_and_filters_by_prefix() {
     let s = Server::start();
     let users: Vec<_> = (0..25)
-        .map(
-            |i| json!({ "username": format!("{}{i:02}", if i % 2 == 0 { "even" } else { "odd" }) }),
-        )
+        .map(|i| json!({ "username": format!("{}{i:02}", if i % 2 == 0 { "even" } else { "odd" }) }))
         .collect();
     s.post("/users/batch", json!({ "users": users }));
     let mut seen = Vec::new();
@@ -146,10 +128,7 @@ fn list_pages_with_limit_and_cursor_and_filters_by_prefix() {
         assert_eq!(r.status, 200);
         let page = r.json["data"].as_array().unwrap();
         assert!(page.len() <= 10);
-        seen.extend(
-            page.iter()
-                .map(|u| u["username"].as_str().unwrap().to_string()),
-        );
+        seen.extend(page.iter().map(|u| u["username"].as_str().unwrap().to_string()));
         match r.json["nextCursor"].as_str() {
             Some(c) => cursor = c.to_string(),
             None => break,
@@ -174,14 +153,7 @@ fn a_user_is_found_by_id_or_by_username() {
     let by_name = s.get("/users/carol");
     assert_eq!(by_id.status, 200);
     assert_eq!(by_id.json, by_name.json);
-    for field in [
-        "userId",
-        "username",
-        "fullName",
-        "disabled",
-        "createdAt",
-        "updatedAt",
-    ] {
+    for field in ["userId", "username", "fullName", "disabled", "createdAt", "updatedAt"] {
         assert!(by_id.json.get(field).is_some(), "User lacks {field}");
     }
     assert!(by_id.json["createdAt"].as_str().unwrap().ends_with('Z'));
@@ -220,8 +192,7 @@ fn update_changes_username_full_name_and_disabled() {
     let r = s.req("PUT", "/users/david", Some(&json!({ "username": "taken" })));
     assert_eq!(r.status, 409);
     assert_eq!(
-        s.req("PUT", "/users/ghost", Some(&json!({ "fullName": "x" })))
-            .status,
+        s.req("PUT", "/users/ghost", Some(&json!({ "fullName": "x" }))).status,
         404
     );
 }
@@ -236,10 +207,7 @@ fn delete_user_removes_the_user_and_their_credentials_together() {
     );
     assert_eq!(c.status, 200);
     let r = s.req("DELETE", "/users/erin", None);
-    assert_eq!(
-        (r.status, r.json.clone()),
-        (200, json!({ "success": true }))
-    );
+    assert_eq!((r.status, r.json.clone()), (200, json!({ "success": true })));
     assert_eq!(s.get(&format!("/users/{id}")).status, 404);
     assert_eq!(s.req("DELETE", "/users/erin", None).status, 404);
     let conn = open_db(&s.db_path());
@@ -258,18 +226,11 @@ fn deactivate_workflows_and_delete_logs_answer_for_known_users() {
     let s = Server::start();
     let id = s.create_user("fay");
     let r = s.req("PUT", &format!("/users/{id}/deactivate-workflows"), None);
-    assert_eq!(
-        (r.status, r.json["message"].as_str()),
-        (200, Some("Success"))
-    );
+    assert_eq!((r.status, r.json["message"].as_str()), (200, Some("Success")));
     let r = s.req("DELETE", "/users/fay/logs", None);
     assert_eq!(r.status, 200);
     assert!(r.json["message"].is_string());
-    assert_eq!(
-        s.req("PUT", "/users/ghost/deactivate-workflows", None)
-            .status,
-        404
-    );
+    assert_eq!(s.req("PUT", "/users/ghost/deactivate-workflows", None).status, 404);
 }
 
 #[test]
@@ -287,19 +248,11 @@ fn data_of_one_environment_is_invisible_to_the_other() {
         0
     );
     // The same username is free in the other environment.
-    let r = s.req_as(
-        &prod,
-        "POST",
-        "/users",
-        Some(&json!({ "username": "shared-name" })),
-    );
+    let r = s.req_as(&prod, "POST", "/users", Some(&json!({ "username": "shared-name" })));
     assert_eq!(r.status, 200);
     let prod_id = r.json["userId"].as_str().unwrap().to_string();
     assert_ne!(prod_id, dev_id);
-    assert_eq!(
-        s.req("DELETE", &format!("/users/{prod_id}"), None).status,
-        404
-    );
+    assert_eq!(s.req("DELETE", &format!("/users/{prod_id}"), None).status, 404);
     assert_eq!(
         s.req_as(&prod, "GET", "/users/shared-name", None).json["userId"],
         prod_id
@@ -331,17 +284,11 @@ fn concurrent_creates_all_land_and_survive_a_restart() {
             })
         })
         .collect();
-    let ids: Vec<String> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
+    let ids: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
     assert_eq!(ids.len(), 320);
     s.restart();
     for id in ids.iter().step_by(7) {
         assert_eq!(s.get(&format!("/users/{id}")).status, 200);
     }
-    assert_eq!(
-        count(&open_db(&s.db_path()), "SELECT count(*) FROM users"),
-        320
-    );
+    assert_eq!(count(&open_db(&s.db_path()), "SELECT count(*) FROM users"), 320);
 }

@@ -1,0 +1,337 @@
+//! Workflow runs: a durable queue (the `executions` table) drained by a pool of worker threads.
+//!
+//! A run is stored `queued` in the transaction that answers `POST /run/...`; its id is then
+//! handed to the in-memory queue. A worker claims it (`queued` → `running`, one transaction, so
+//! only one worker ever has it), runs its blocks in order outside any transaction, and finishes
+//! it — status, block results and the error log of a failure — in one transaction. On start,
+//! runs left `running` by a crash go back to `queued` and every queued run is queued again, so
+//! none is lost and none finishes twice. (A block that was mid-request at a crash is sent
+//! again: block side effects are at least once.)
+
+use crate::store::{credentials, error_logs, executions, integrations, workflows, StoreError};
+use crate::workflow::{self, Block, DEFAULT_TIMEOUT_MS};
+use crate::{ids, App};
+use base64::Engine as _;
+use rusqlite::Connection;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The most of a reply body kept in a block's result.
+const MAX_KEPT_BODY: u64 = 64 * 1024;
+
+/// The queue and its workers.
+pub struct Engine {
+    queue: Mutex<VecDeque<String>>,
+    ready: Condvar,
+    stop: AtomicBool,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    http: ureq::Agent,
+}
+
+impl Default for Engine {
+    fn default() -> Engine {
+        Engine {
+            queue: Mutex::default(),
+            ready: Condvar::new(),
+            stop: AtomicBool::new(false),
+            workers: Mutex::default(),
+            http: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(5))
+                .redirects(5)
+                .user_agent(concat!("ingot/", env!("CARGO_PKG_VERSION")))
+                .build(),
+        }
+    }
+}
+
+impl Engine {
+    /// Re-queues what a previous process left unfinished and starts `n` workers.
+    pub fn start(app: &Arc<App>, n: usize) -> anyhow::Result<()> {
+        let pending = app.store.write(executions::recover)?;
+        if !pending.is_empty() {
+            log::info!("resuming {} queued runs", pending.len());
+        }
+        app.engine
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(pending);
+        let mut workers = app.engine.workers.lock().unwrap_or_else(|p| p.into_inner());
+        for i in 0..n {
+            let app = app.clone();
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("ingot-run-{i}"))
+                    .spawn(move || run_worker(&app))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Hands a committed, queued run to the workers.
+    pub fn enqueue(&self, execution_id: String) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(execution_id);
+        self.ready.notify_one();
+    }
+
+    /// Lets each worker finish the run in hand, then stops them. Runs still queued stay queued
+    /// in the database for the next start.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.ready.notify_all();
+        let workers: Vec<_> = self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for w in workers {
+            let _ = w.join();
+        }
+    }
+
+    fn next(&self) -> Option<String> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            if let Some(id) = q.pop_front() {
+                return Some(id);
+            }
+            q = self
+                .ready
+                .wait_timeout(q, Duration::from_millis(500))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+fn run_worker(app: &Arc<App>) {
+    let db = match app.store.reader() {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("run worker could not open a read connection: {e}");
+            return;
+        }
+    };
+    while let Some(id) = app.engine.next() {
+        if let Err(e) = run(app, &db, &id) {
+            log::error!("run {id} could not be completed: {e}");
+        }
+    }
+}
+
+/// Claims, runs and finishes one execution.
+fn run(app: &App, db: &Connection, id: &str) -> Result<(), StoreError> {
+    let claim_id = id.to_string();
+    let Some(ex) = app.store.write(move |c| executions::claim(c, &claim_id))? else {
+        log::debug!("run {id} is gone or taken; skipped");
+        return Ok(());
+    };
+    let Some((env, user)) = executions::owner(db, &ex.user_id)? else {
+        return Ok(());
+    };
+    let wf = match workflows::get(db, env, &ex.workflow_id, None) {
+        Ok(wf) => wf,
+        Err(StoreError::NotFound) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let finish = |status: &'static str, results: Value, error: Option<error_logs::ErrorLog>| {
+        let id = id.to_string();
+        app.store
+            .write(move |c| executions::finish(c, &id, status, &results, error.as_ref()))
+    };
+    if user.disabled || !wf.active {
+        let reason = if user.disabled {
+            "the user is disabled"
+        } else {
+            "the workflow is not active"
+        };
+        finish(
+            executions::CANCELLED,
+            json!([{ "status": "cancelled", "reason": reason }]),
+            None,
+        )?;
+        return Ok(());
+    }
+    let credential_type = match &wf.integration_id {
+        Some(iid) => integrations::get(db, env, iid).ok().and_then(|i| i.credential_type),
+        None => None,
+    };
+    let mut results = Vec::with_capacity(wf.blocks.len());
+    let mut failure = None;
+    for block in &wf.blocks {
+        let started = ids::now_ms();
+        let clock = Instant::now();
+        let outcome = match block.kind.as_str() {
+            "http" => run_http(app, db, &wf, block, credential_type.as_deref(), &ex.inputs),
+            "fail" => Err(block.message.clone().unwrap_or_else(|| "Workflow failed".into())),
+            other => Err(format!("Error: unknown block type {other}")),
+        };
+        let mut result = json!({
+            "blockId": block.id,
+            "name": block.name,
+            "type": block.kind,
+            "startedAt": ids::rfc3339(started),
+            "stoppedAt": ids::rfc3339(ids::now_ms()),
+            "durationMs": clock.elapsed().as_millis() as u64,
+        });
+        match outcome {
+            Ok(output) => {
+                result["status"] = "success".into();
+                result["output"] = output;
+                results.push(result);
+            }
+            Err(message) => {
+                result["status"] = "failed".into();
+                result["error"] = message.clone().into();
+                results.push(result);
+                failure = Some((block, message));
+                break;
+            }
+        }
+    }
+    let error =
+        failure.map(|(b, message)| error_logs::new_log(env, &user.id, &wf.id, id, &b.id, &b.kind, &b.name, &message));
+    let status = if error.is_some() {
+        executions::FAILED
+    } else {
+        executions::SUCCEEDED
+    };
+    finish(status, Value::Array(results), error)?;
+    Ok(())
+}
+
+/// Runs an `http` block: fills placeholders, adds the user's credential, sends, and judges the
+/// reply. The error texts follow the peers' (`Error: Request failed with status code N`).
+fn run_http(
+    app: &App,
+    db: &Connection,
+    wf: &workflows::Workflow,
+    block: &Block,
+    integration_credential_type: Option<&str>,
+    inputs: &Value,
+) -> Result<Value, String> {
+    let data = inputs;
+    let missing = |path: String| format!("Error: the run's input has no {path}");
+    // Placeholder values are percent-encoded so data cannot change the URL's shape, unless the
+    // placeholder is the whole URL.
+    let template = block.url.as_deref().unwrap_or("").trim();
+    let whole = template.starts_with("{{") && template.ends_with("}}") && template.matches("{{").count() == 1;
+    let url = workflow::render(template, data, !whole).map_err(missing)?;
+    let method = block.method.as_deref().unwrap_or("GET");
+    let timeout = block.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    let mut rq = app
+        .engine
+        .http
+        .request(method, &url)
+        .timeout(Duration::from_millis(timeout));
+    for (k, v) in &block.headers {
+        rq = rq.set(k, &workflow::render(v, data, false).map_err(missing)?);
+    }
+    if let Some((name, value)) = credential_header(app, db, wf, block, integration_credential_type)? {
+        rq = rq.set(&name, &value);
+    }
+    let sent = match &block.body {
+        None => rq.call(),
+        Some(Value::String(s)) => {
+            let text = workflow::render(s, data, false).map_err(missing)?;
+            if block.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
+                rq.send_string(&text)
+            } else {
+                rq.set("Content-Type", "text/plain; charset=utf-8").send_string(&text)
+            }
+        }
+        Some(body) => {
+            let rendered = workflow::render_json(body, data).map_err(missing)?;
+            rq.send_json(rendered)
+        }
+    };
+    match sent {
+        Ok(resp) => {
+            let status = resp.status();
+            Ok(json!({ "statusCode": status, "body": read_body(resp) }))
+        }
+        Err(ureq::Error::Status(code, _)) => Err(format!("Error: Request failed with status code {code}")),
+        Err(ureq::Error::Transport(t)) => Err(transport_error(&t, timeout)),
+    }
+}
+
+fn read_body(resp: ureq::Response) -> Value {
+    let mut buf = Vec::new();
+    let _ = resp.into_reader().take(MAX_KEPT_BODY).read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+fn transport_error(t: &ureq::Transport, timeout_ms: u64) -> String {
+    let detail = t.to_string();
+    let timed_out = t.kind() == ureq::ErrorKind::Io && detail.to_ascii_lowercase().contains("timed out");
+    if timed_out {
+        format!("Error: timeout of {timeout_ms}ms exceeded")
+    } else {
+        format!("Error: {detail}")
+    }
+}
+
+/// The header that carries the user's credential for this block, if it uses one. The secret is
+/// opened here, inside the run, and nowhere else.
+fn credential_header(
+    app: &App,
+    db: &Connection,
+    wf: &workflows::Workflow,
+    block: &Block,
+    integration_credential_type: Option<&str>,
+) -> Result<Option<(String, String)>, String> {
+    let wanted_type = block.credential_type.as_deref().or(integration_credential_type);
+    let credential_id = match (&block.credential_id, wanted_type) {
+        (Some(id), _) => id.clone(),
+        (None, None) => return Ok(None),
+        (None, Some(kind)) => match &wf.credential_id {
+            Some(bound) => bound.clone(),
+            None => newest_of_type(db, &wf.user_id, kind)
+                .ok_or_else(|| format!("Error: the user has no {kind} credential"))?,
+        },
+    };
+    let plain = credentials::open_data(db, &app.store.secrets, &credential_id, &wf.user_id).map_err(|e| match e {
+        StoreError::NotFound => format!("Error: credential {credential_id} not found for this user"),
+        e => {
+            log::error!("credential {credential_id} could not be opened: {e}");
+            format!("Error: credential {credential_id} could not be opened")
+        }
+    })?;
+    let data: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
+    let text = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
+    if let (Some(field), Some(value)) = (text("fieldName"), text("value")) {
+        return Ok(Some((field, value)));
+    }
+    if let Some(token) = text("token").or_else(|| text("apiKey")).or_else(|| text("accessToken")) {
+        return Ok(Some(("Authorization".into(), format!("Bearer {token}"))));
+    }
+    if let (Some(user), Some(pass)) = (text("username"), text("password")) {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        return Ok(Some(("Authorization".into(), format!("Basic {basic}"))));
+    }
+    Err(format!(
+        "Error: credential {credential_id} has no usable field (fieldName and value, token, apiKey, accessToken, or username and password)"
+    ))
+}
+
+fn newest_of_type(db: &Connection, user_id: &str, kind: &str) -> Option<String> {
+    credentials::list(db, user_id)
+        .ok()?
+        .into_iter()
+        .rev()
+        .find(|c| c.kind == kind)
+        .map(|c| c.id)
+}

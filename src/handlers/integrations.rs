@@ -1,0 +1,140 @@
+//! Integrations: the customer's templates that users install.
+
+use super::{auth, json_body};
+use crate::error::ApiError;
+use crate::http::{Ctx, Req, Resp};
+use crate::ids::rfc3339;
+use crate::store::{integrations, workflows, StoreError};
+use crate::workflow;
+use serde_json::{json, Value};
+
+/// An integration as the API shows it; `full` includes every block field (for API-key callers),
+/// otherwise blocks are summarised as `{id, name, type, icon}`.
+pub fn integration_json(i: &integrations::Integration, full: bool) -> Value {
+    let workflows: Vec<Value> = i
+        .workflows
+        .iter()
+        .map(|w| {
+            let blocks: Vec<Value> = w
+                .blocks
+                .iter()
+                .map(|b| {
+                    if full {
+                        serde_json::to_value(b).unwrap_or_default()
+                    } else {
+                        b.summary()
+                    }
+                })
+                .collect();
+            json!({ "workflowId": w.workflow_id, "name": w.name, "trigger": w.trigger, "blocks": blocks })
+        })
+        .collect();
+    json!({
+        "integrationId": i.id,
+        "name": i.name,
+        "app": i.app,
+        "credentialType": i.credential_type,
+        "version": i.version,
+        "workflows": workflows,
+        "createdAt": rfc3339(i.created_at),
+        "updatedAt": rfc3339(i.updated_at),
+    })
+}
+
+fn not_found(e: StoreError) -> ApiError {
+    ApiError::from_store(e, "integration")
+}
+
+/// `POST /integrations`
+pub fn create(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
+    let env = auth::api_key(ctx, req)?;
+    let def = workflow::parse_integration(&json_body(req)?.0)?;
+    let i = ctx.app.store.write(move |c| integrations::insert(c, env, &def))?;
+    Ok(Resp::ok(&integration_json(&i, true)))
+}
+
+/// `GET /integrations`: with a user token, each says whether that user has installed it.
+pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
+    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let all = integrations::list(ctx.db, caller.env())?;
+    let data: Vec<Value> = match &caller {
+        auth::Caller::Key(_) => all.iter().map(|i| integration_json(i, true)).collect(),
+        auth::Caller::User { user, .. } => {
+            let mine = workflows::list_for_user(ctx.db, &user.id, None)?;
+            all.iter()
+                .map(|i| {
+                    let mut v = integration_json(i, false);
+                    v["installed"] = mine.iter().any(|w| w.integration_id.as_deref() == Some(&i.id)).into();
+                    v
+                })
+                .collect()
+        }
+    };
+    Ok(Resp::ok(&json!({ "data": data })))
+}
+
+/// `GET /integrations/{id}` (by id or name)
+pub fn get(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
+    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let i = integrations::get(ctx.db, caller.env(), id).map_err(not_found)?;
+    Ok(Resp::ok(&integration_json(&i, matches!(caller, auth::Caller::Key(_)))))
+}
+
+/// `DELETE /integrations/{id}`: refused while installed, unless `?force=true`.
+pub fn delete(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
+    let env = auth::api_key(ctx, req)?;
+    let force = match req.query("force") {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(_) => return Err(ApiError::Unprocessable("force must be true or false".into())),
+    };
+    let id = id.to_string();
+    ctx.app
+        .store
+        .write(move |c| integrations::delete(c, env, &id, force))
+        .map_err(not_found)?;
+    Ok(Resp::ok(&json!({ "deleted": true })))
+}
+
+/// Creates or updates the integrations in `path` at start-up: `[{..., "env"?}]` or
+/// `{"integrations": [...]}`. Returns how many were loaded.
+pub fn load_file(app: &crate::App, path: &std::path::Path) -> anyhow::Result<usize> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path).with_context(|| format!("while reading {}", path.display()))?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("while parsing {}", path.display()))?;
+    let items = match &v {
+        Value::Array(a) => a.clone(),
+        Value::Object(o) if o.get("integrations").is_some_and(Value::is_array) => {
+            o["integrations"].as_array().cloned().unwrap_or_default()
+        }
+        _ => anyhow::bail!("{}: expected an array of integrations", path.display()),
+    };
+    let mut defs = Vec::new();
+    for (n, item) in items.iter().enumerate() {
+        let m = item
+            .as_object()
+            .with_context(|| format!("{}: entry {n} is not an object", path.display()))?;
+        let env = match m.get("env").and_then(Value::as_str) {
+            None => crate::store::Env::Development,
+            Some(e) => crate::store::Env::parse(e)
+                .with_context(|| format!("{}: entry {n}: unknown env {e:?}", path.display()))?,
+        };
+        let def = workflow::parse_integration(m).map_err(|e| {
+            let body: Value = serde_json::from_slice(&e.into_resp().body).unwrap_or_default();
+            anyhow::anyhow!(
+                "{}: entry {n}: {}",
+                path.display(),
+                body["message"].as_str().unwrap_or("invalid")
+            )
+        })?;
+        defs.push((env, def));
+    }
+    let count = defs.len();
+    app.store.write(move |c| {
+        for (env, def) in &defs {
+            integrations::upsert_by_name(c, *env, def)?;
+        }
+        Ok(())
+    })?;
+    Ok(count)
+}

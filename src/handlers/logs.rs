@@ -1,0 +1,155 @@
+//! Reading what runs left behind: executions, and error logs per workflow or across them.
+
+use super::{auth, query_number};
+use crate::error::ApiError;
+use crate::http::{Ctx, Req, Resp};
+use crate::ids::{self, rfc3339};
+use crate::store::{error_logs, executions, users};
+use serde_json::{json, Value};
+
+/// The documented `Execution` object.
+pub fn execution_json(e: &executions::Execution) -> Value {
+    json!({
+        "executionId": e.id,
+        "workflowId": e.workflow_id,
+        "userId": e.user_id,
+        "status": e.status,
+        "createdAt": rfc3339(e.created_at),
+        "startedAt": e.started_at.map(rfc3339),
+        "stoppedAt": e.stopped_at.map(rfc3339),
+        "finished": e.finished(),
+        "attempts": e.attempts,
+        "inputs": e.inputs,
+        "results": e.results,
+    })
+}
+
+fn flag(req: &Req, name: &str) -> Result<bool, ApiError> {
+    match req.query(name) {
+        None | Some("") | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(_) => Err(ApiError::Unprocessable(format!("{name} must be true or false"))),
+    }
+}
+
+fn descending(req: &Req, name: &str) -> Result<bool, ApiError> {
+    match req.query(name).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") | Some("desc") | Some("-1") => Ok(true),
+        Some("asc") | Some("1") => Ok(false),
+        Some(_) => Err(ApiError::Unprocessable(format!("{name} must be asc or desc"))),
+    }
+}
+
+/// `GET /workflows/{workflowId}/logs?userId&page&limit&order&error`
+pub fn executions(ctx: &Ctx, req: &Req, workflow_id: &str) -> Result<Resp, ApiError> {
+    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let (_, wf) = super::workflows::visible(ctx, &caller, workflow_id, req.query("userId"))?;
+    let page = query_number(req, "page", 1, 0..=1_000_000)?.max(1);
+    let limit = query_number(req, "limit", 10, 1..=30)? as i64;
+    let offset = (page as i64 - 1) * limit;
+    let list = executions::list(
+        ctx.db,
+        &wf.id,
+        offset,
+        limit,
+        descending(req, "order")?,
+        flag(req, "error")?,
+    )?;
+    Ok(Resp::ok(
+        &json!({ "data": list.iter().map(execution_json).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `GET /workflows/{workflowId}/errors?userId`
+pub fn workflow_errors(ctx: &Ctx, req: &Req, workflow_id: &str) -> Result<Resp, ApiError> {
+    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let (env, wf) = super::workflows::visible(ctx, &caller, workflow_id, req.query("userId"))?;
+    let logs = error_logs::for_workflow(ctx.db, env, &wf.id)?;
+    Ok(Resp::ok(
+        &json!({ "data": logs.iter().map(error_logs::ErrorLog::document).collect::<Vec<_>>() }),
+    ))
+}
+
+/// A time bound in a filter: RFC 3339 is not parsed here, so epoch milliseconds only.
+fn time_bound(v: Option<&Value>, name: &str) -> Result<Option<i64>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| ApiError::Unprocessable(format!("filters.{name} must be epoch milliseconds"))),
+    }
+}
+
+/// `GET /logs?workflowId&associatedUserId&skip&limit&sortBy&sortOrder&filters`, where `filters`
+/// is a JSON object with any of `workflowId`, `userId`, `blockType`, `executionId`, `from`, `to`.
+pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
+    let env = auth::api_key(ctx, req)?;
+    let filters: serde_json::Map<String, Value> = match req.query("filters").filter(|f| !f.is_empty()) {
+        None => Default::default(),
+        Some(f) => match serde_json::from_str(f) {
+            Ok(Value::Object(m)) => m,
+            _ => return Err(ApiError::BadRequest("filters must be a JSON object".into())),
+        },
+    };
+    let text = |name: &str| -> Result<Option<String>, ApiError> {
+        match filters.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ApiError::BadRequest(format!("filters.{name} must be a string"))),
+        }
+    };
+    let user_ref = req
+        .query("associatedUserId")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .or(text("userId")?);
+    // A deleted user's logs remain, so an unknown id is taken as it is.
+    let user_id = match user_ref {
+        None => None,
+        Some(r) => match users::find(ctx.db, env, &r)? {
+            Some(u) => Some(u.id),
+            None if ids::is_object_id(&r) => Some(r),
+            None => return Err(ApiError::NotFound("user not found".into())),
+        },
+    };
+    let sort_by = req.query("sortBy").filter(|s| !s.is_empty()).unwrap_or("createdAt");
+    let sort_column = error_logs::SORTABLE
+        .iter()
+        .find(|(k, _)| *k == sort_by)
+        .map(|(_, c)| *c)
+        .ok_or_else(|| {
+            let names: Vec<&str> = error_logs::SORTABLE.iter().map(|(k, _)| *k).collect();
+            ApiError::Unprocessable(format!("sortBy must be one of {}", names.join(", ")))
+        })?;
+    let limit = query_number(req, "limit", 10, 1..=100)? as i64;
+    let skip = query_number(req, "skip", 0, 0..=u32::MAX as u64)? as i64;
+    let q = error_logs::Query {
+        env,
+        workflow_id: req
+            .query("workflowId")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .or(text("workflowId")?),
+        user_id,
+        block_type: text("blockType")?,
+        execution_id: text("executionId")?,
+        from_ms: time_bound(filters.get("from"), "from")?,
+        to_ms: time_bound(filters.get("to"), "to")?,
+        sort_column,
+        descending: descending(req, "sortOrder")?,
+        skip,
+        limit,
+    };
+    let (logs, total) = error_logs::query(ctx.db, &q)?;
+    Ok(Resp::ok(&json!({
+        "notifications": logs.iter().map(error_logs::ErrorLog::document).collect::<Vec<_>>(),
+        "lastFetched": rfc3339(ids::now_ms()),
+        "pagination": {
+            "totalItems": total,
+            "totalPages": (total + limit - 1) / limit,
+            "currentPage": skip / limit + 1,
+            "pageSize": limit,
+        },
+    })))
+}

@@ -1,0 +1,185 @@
+//! Error logs: one per failed block, kept until the user's logs are erased.
+
+use super::{Env, Result};
+use crate::ids::{self, rfc3339};
+use rusqlite::{params, Connection, Row};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLog {
+    pub id: String,
+    pub env: Env,
+    pub user_id: String,
+    pub workflow_id: String,
+    pub execution_id: String,
+    pub block_id: String,
+    pub block_type: String,
+    pub block_name: String,
+    pub error: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ErrorLog {
+    /// The error log document: the same JSON in the API, the webhook and EventBridge.
+    pub fn document(&self) -> Value {
+        json!({
+            "_id": self.id,
+            "workflowId": self.workflow_id,
+            "executionId": self.execution_id,
+            "blockId": self.block_id,
+            "blockType": self.block_type,
+            "blockName": self.block_name,
+            "userId": self.user_id,
+            "error": self.error,
+            "createdAt": rfc3339(self.created_at),
+            "updatedAt": rfc3339(self.updated_at),
+            "__v": 0,
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "id, env, user_id, workflow_id, execution_id, block_id, block_type, block_name, error, created_at, updated_at";
+
+fn from_row(r: &Row) -> rusqlite::Result<ErrorLog> {
+    Ok(ErrorLog {
+        id: r.get(0)?,
+        env: Env::parse(&r.get::<_, String>(1)?).unwrap_or(Env::Development),
+        user_id: r.get(2)?,
+        workflow_id: r.get(3)?,
+        execution_id: r.get(4)?,
+        block_id: r.get(5)?,
+        block_type: r.get(6)?,
+        block_name: r.get(7)?,
+        error: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+    })
+}
+
+/// Writes an error log; the caller is inside the transaction that fails the execution.
+pub fn insert(conn: &Connection, log: &ErrorLog) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO error_logs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?
+    .execute(params![
+        log.id,
+        log.env.as_str(),
+        log.user_id,
+        log.workflow_id,
+        log.execution_id,
+        log.block_id,
+        log.block_type,
+        log.block_name,
+        log.error,
+        log.created_at,
+        log.updated_at
+    ])?;
+    Ok(())
+}
+
+/// A new error log with a fresh id and times.
+#[allow(clippy::too_many_arguments)]
+pub fn new_log(
+    env: Env,
+    user_id: &str,
+    workflow_id: &str,
+    execution_id: &str,
+    block_id: &str,
+    block_type: &str,
+    block_name: &str,
+    error: &str,
+) -> ErrorLog {
+    let now = ids::now_ms();
+    ErrorLog {
+        id: ids::object_id(),
+        env,
+        user_id: user_id.into(),
+        workflow_id: workflow_id.into(),
+        execution_id: execution_id.into(),
+        block_id: block_id.into(),
+        block_type: block_type.into(),
+        block_name: block_name.into(),
+        error: error.into(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// The fields `GET /logs` may sort by, and their columns.
+pub const SORTABLE: &[(&str, &str)] = &[
+    ("createdAt", "created_at"),
+    ("updatedAt", "updated_at"),
+    ("workflowId", "workflow_id"),
+    ("userId", "user_id"),
+    ("blockType", "block_type"),
+    ("blockName", "block_name"),
+];
+
+/// A query over error logs.
+#[derive(Debug)]
+pub struct Query {
+    pub env: Env,
+    pub workflow_id: Option<String>,
+    pub user_id: Option<String>,
+    pub block_type: Option<String>,
+    pub execution_id: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// A column from [`SORTABLE`].
+    pub sort_column: &'static str,
+    pub descending: bool,
+    pub skip: i64,
+    pub limit: i64,
+}
+
+/// One page of matching logs, and how many match in all.
+pub fn query(conn: &Connection, q: &Query) -> Result<(Vec<ErrorLog>, i64)> {
+    const WHERE: &str = "WHERE env = ?1 AND (?2 IS NULL OR workflow_id = ?2) AND (?3 IS NULL OR user_id = ?3) \
+                         AND (?4 IS NULL OR block_type = ?4) AND (?5 IS NULL OR execution_id = ?5) \
+                         AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at <= ?7)";
+    let args = params![
+        q.env.as_str(),
+        q.workflow_id,
+        q.user_id,
+        q.block_type,
+        q.execution_id,
+        q.from_ms,
+        q.to_ms
+    ];
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM error_logs {WHERE}"))?
+        .query_row(args, |r| r.get(0))?;
+    // The sort column comes from SORTABLE, never from input.
+    let order = if q.descending { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM error_logs {WHERE} ORDER BY {col} {order}, id {order} LIMIT ?8 OFFSET ?9",
+        col = q.sort_column
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map(
+        params![
+            q.env.as_str(),
+            q.workflow_id,
+            q.user_id,
+            q.block_type,
+            q.execution_id,
+            q.from_ms,
+            q.to_ms,
+            q.limit,
+            q.skip
+        ],
+        from_row,
+    )?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+}
+
+/// A workflow's error logs, newest first.
+pub fn for_workflow(conn: &Connection, env: Env, workflow_id: &str) -> Result<Vec<ErrorLog>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM error_logs WHERE env = ?1 AND workflow_id = ?2 ORDER BY created_at DESC, id DESC LIMIT 1000"
+    ))?;
+    let rows = st.query_map(params![env.as_str(), workflow_id], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
