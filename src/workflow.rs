@@ -53,11 +53,7 @@ impl Block {
     pub fn placeholders(&self) -> Vec<String> {
         let mut found = Vec::new();
         let mut scan = |s: &str| {
-            for p in scan_placeholders(s) {
-                if let Ok(path) = p {
-                    found.push(path);
-                }
-            }
+            found.extend(scan_placeholders(s).into_iter().flatten());
         };
         self.url.iter().for_each(|u| scan(u));
         self.headers.values().for_each(|v| scan(v));

@@ -67,6 +67,17 @@ fn run_data(body: &super::Body) -> Value {
     body.get("data").cloned().unwrap_or_else(|| json!({}))
 }
 
+/// The user a run is for: `404` when unknown, `403` when disabled.
+fn runnable_user(ctx: &Ctx, env: Env, user_ref: &str) -> Result<users::User, ApiError> {
+    let user = users::get(ctx.db, env, user_ref).map_err(|e| ApiError::from_store(e, "user"))?;
+    if user.disabled {
+        return Err(ApiError::Forbidden(
+            "user is disabled; their workflows do not run".into(),
+        ));
+    }
+    Ok(user)
+}
+
 /// `POST /run/workflow` `{userId, workflowId or workflowName, data}`
 pub fn run_workflow(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
@@ -80,6 +91,7 @@ pub fn run_workflow(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         return Err(ApiError::Unprocessable("workflowId or workflowName is required".into()));
     }
     let data = run_data(&body);
+    runnable_user(ctx, env, &user_ref)?;
     let execution_id = ctx
         .app
         .store
@@ -102,6 +114,7 @@ pub fn run_event(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let event = body.req_str("event")?.to_string();
     let user_ref = body.req_str("userId")?.to_string();
     let data = run_data(&body);
+    runnable_user(ctx, env, &user_ref)?;
     let ev = event.clone();
     let ids = ctx
         .app

@@ -20,7 +20,12 @@ struct Spawned {
 }
 
 fn spawn(db: &Path) -> Spawned {
+    spawn_with(db, &[])
+}
+
+fn spawn_with(db: &Path, vars: &[(&str, &str)]) -> Spawned {
     let mut child = Command::new(BIN)
+        .envs(vars.iter().copied())
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)
         .env_remove("INGOT_MASTER_KEY")
@@ -230,6 +235,83 @@ fn kill_9_during_a_burst_of_creates_loses_no_acknowledged_user() {
         missing.len(),
         acked.len()
     );
+    again.child.kill().unwrap();
+    let _ = again.child.wait();
+}
+
+#[test]
+fn kill_9_with_runs_queued_loses_none_and_they_finish_after_restart() {
+    let rx = crate::receiver::Receiver::start();
+    rx.delay(150);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ingot.db");
+    let one_worker = [("INGOT_WORKERS", "1")];
+    let mut server = spawn_with(&db, &one_worker);
+    let key = server.key.clone().unwrap();
+    let base = server.base.clone();
+    let integration = json!({ "name": "slow", "app": "a", "workflows": [{ "name": "w", "blocks": [{ "type": "http", "url": format!("{}/hit", rx.url) }] }] });
+    let iid = call(&base, &key, "POST", "/integrations", Some(integration)).1["integrationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = call(&base, &key, "POST", "/users", Some(json!({ "username": "q" }))).1["userId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let installed = call(
+        &base,
+        &key,
+        "POST",
+        &format!("/users/{user}/integrations/{iid}/install"),
+        Some(json!({})),
+    );
+    let wf = installed.1["data"][0]["workflowId"].as_str().unwrap().to_string();
+    let runs = 10;
+    for _ in 0..runs {
+        let (status, body) = call(
+            &base,
+            &key,
+            "POST",
+            "/run/workflow",
+            Some(json!({ "userId": user, "workflowId": wf })),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    // Kill while the first runs are being worked on and the rest are queued.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while rx.requests().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no run started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+    let before = rx.requests().len();
+    assert!(before < runs, "the kill came too late to test anything ({before} done)");
+
+    let mut again = spawn_with(&db, &one_worker);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let finished = loop {
+        let (_, body) = call(
+            &again.base,
+            &key,
+            "GET",
+            &format!("/workflows/{wf}/logs?limit=30"),
+            None,
+        );
+        let list = body["data"].as_array().unwrap().clone();
+        if list.len() == runs && list.iter().all(|e| e["finished"] == true) {
+            break list;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queued runs did not finish after restart: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(finished.iter().all(|e| e["status"] == "succeeded"), "{finished:?}");
+    // Every run reached the receiver; at most the one in flight at the kill was sent twice.
+    let sent = rx.requests().len();
+    assert!((runs..=runs + 1).contains(&sent), "{sent} requests for {runs} runs");
     again.child.kill().unwrap();
     let _ = again.child.wait();
 }

@@ -56,8 +56,14 @@ pub fn config_for(dir: &Path) -> Config {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_configured(|_| {})
+    }
+
+    /// Starts a server after `change` adjusts its configuration.
+    pub fn start_configured(change: impl FnOnce(&mut Config)) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let config = config_for(dir.path());
+        let mut config = config_for(dir.path());
+        change(&mut config);
         Server::start_with(dir, config)
     }
 
@@ -152,6 +158,21 @@ impl Server {
 
     pub fn post(&self, path: &str, body: Value) -> Reply {
         self.req("POST", path, Some(&body))
+    }
+
+    /// Waits (polling, bounded) until every execution of `workflow` is finished; returns them.
+    pub fn wait_for_runs(&self, workflow: &str, expected: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let r = self.get(&format!("/workflows/{workflow}/logs?limit=30"));
+            assert_eq!(r.status, 200, "{}", r.json);
+            let runs = r.json["data"].as_array().unwrap().clone();
+            if runs.len() >= expected && runs.iter().all(|e| e["finished"] == true) {
+                return runs;
+            }
+            assert!(std::time::Instant::now() < deadline, "runs did not finish: {runs:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Creates a user and returns its id.

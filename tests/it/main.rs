@@ -5,5 +5,7 @@ mod binary;
 mod credentials;
 mod errors;
 mod harness;
+mod receiver;
 mod tokens;
 mod users;
+mod workflows;
