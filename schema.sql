@@ -118,3 +118,46 @@ CREATE TABLE error_logs (
 CREATE INDEX error_logs_user ON error_logs (env, user_id);
 CREATE INDEX error_logs_workflow ON error_logs (workflow_id, created_at);
 CREATE INDEX error_logs_env_time ON error_logs (env, created_at);
+
+-- Where each environment's error logs go. Non-secret settings as JSON; secrets sealed.
+CREATE TABLE delivery_targets (
+    env                    TEXT NOT NULL,
+    target                 TEXT NOT NULL CHECK (target IN ('webhook', 'eventbridge')),
+    enabled                INTEGER NOT NULL DEFAULT 0,
+    config                 TEXT NOT NULL,
+    secret_sealed          BLOB,
+    secret_hint            TEXT,
+    previous_secret_sealed BLOB,
+    previous_secret_until  INTEGER,
+    failing                TEXT,
+    updated_at             INTEGER NOT NULL,
+    PRIMARY KEY (env, target)
+);
+
+-- The outbox: one row per error log and enabled target, written with the error log.
+-- status: pending -> delivered | failed.
+CREATE TABLE deliveries (
+    id              TEXT PRIMARY KEY,
+    env             TEXT NOT NULL,
+    target          TEXT NOT NULL,
+    error_log_id    TEXT NOT NULL REFERENCES error_logs (id) ON DELETE CASCADE,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries (target, next_attempt_at, created_at) WHERE status = 'pending';
+CREATE INDEX deliveries_log ON deliveries (error_log_id);
+CREATE INDEX deliveries_env ON deliveries (env, target, status, created_at);
+
+-- Every attempt to deliver, kept with its delivery.
+CREATE TABLE delivery_attempts (
+    delivery_id  TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    attempted_at INTEGER NOT NULL,
+    status_code  INTEGER,
+    error        TEXT,
+    duration_ms  INTEGER NOT NULL
+);
+CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, attempted_at);

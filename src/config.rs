@@ -48,6 +48,8 @@ pub struct Config {
     pub workers: usize,
     /// Integrations to create or update at start-up.
     pub integrations_file: Option<PathBuf>,
+    /// Delays before each retry of a failed delivery.
+    pub retry_schedule: Vec<std::time::Duration>,
 }
 
 /// Every variable this program reads, with its default, as documented in `packaging/ingot.env`.
@@ -63,6 +65,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_TOKEN_LEEWAY", "5"),
     ("INGOT_WORKERS", "4"),
     ("INGOT_INTEGRATIONS_FILE", "(unset)"),
+    ("INGOT_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000"),
     ("INGOT_LOG", "info"),
 ];
 
@@ -107,6 +110,15 @@ impl Config {
         let integrations_file = get("INGOT_INTEGRATIONS_FILE")
             .filter(|f| !f.is_empty())
             .map(PathBuf::from);
+        let retry_schedule = match get("INGOT_RETRY_SCHEDULE") {
+            None => crate::delivery::DEFAULT_SCHEDULE_SECS
+                .iter()
+                .map(|s| std::time::Duration::from_secs_f64(*s))
+                .collect(),
+            Some(text) => {
+                crate::delivery::parse_schedule(&text).map_err(|e| anyhow::anyhow!("INGOT_RETRY_SCHEDULE: {e}"))?
+            }
+        };
         Ok(Config {
             listen,
             db,
@@ -118,6 +130,7 @@ impl Config {
             token_leeway,
             workers,
             integrations_file,
+            retry_schedule,
         })
     }
 

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod config;
 pub mod crypto;
+pub mod delivery;
 pub mod engine;
 pub mod error;
 pub mod handlers;
@@ -33,6 +34,7 @@ pub struct App {
     pub store: Store,
     pub signing: SigningKeys,
     pub engine: engine::Engine,
+    pub delivery: delivery::Deliverer,
     /// API key id → last use (ms), written to the database in the background so that reads
     /// stay reads.
     key_uses: Mutex<HashMap<String, i64>>,
@@ -95,6 +97,7 @@ impl ServerHandle {
             let _ = w.join();
         }
         self.app.engine.stop();
+        self.app.delivery.stop();
         if let Some((tx, handle)) = self.housekeeping.take() {
             drop(tx);
             let _ = handle.join();
@@ -120,11 +123,13 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
             .map_err(|e| anyhow::anyhow!("while starting the HTTP server: {e}"))?,
     );
     let threads = config.threads;
+    let schedule = config.retry_schedule.clone();
     let app = Arc::new(App {
         config,
         store,
         signing: SigningKeys::default(),
         engine: engine::Engine::default(),
+        delivery: delivery::Deliverer::new(schedule),
         key_uses: Mutex::default(),
     });
     if let Some(path) = &app.config.integrations_file {
@@ -132,6 +137,7 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
         log::info!("loaded {n} integrations from {}", path.display());
     }
     engine::Engine::start(&app, app.config.workers).context("while resuming queued runs")?;
+    delivery::Deliverer::start(&app).context("while starting the delivery threads")?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {

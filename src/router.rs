@@ -41,6 +41,13 @@ pub enum Route {
     RunWorkflow,
     RunEvent,
     ListLogs,
+    GetWebhook,
+    PutWebhook,
+    RotateWebhookSecret,
+    GetEventBridge,
+    PutEventBridge,
+    ListDeliveries,
+    RetryDelivery(String),
 }
 
 /// Maps a request to its route: `404` for an unknown path, `405` for a known path with
@@ -137,6 +144,29 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
         ["run", "workflow"] => ("POST", (method == "POST").then_some(Route::RunWorkflow)),
         ["run", "event"] => ("POST", (method == "POST").then_some(Route::RunEvent)),
         ["logs"] => ("GET", (method == "GET").then_some(Route::ListLogs)),
+        ["settings", "logging", "webhook"] => (
+            "GET, PUT",
+            match method {
+                "GET" => Some(Route::GetWebhook),
+                "PUT" => Some(Route::PutWebhook),
+                _ => None,
+            },
+        ),
+        ["settings", "logging", "webhook", "rotate-secret"] => {
+            ("POST", (method == "POST").then_some(Route::RotateWebhookSecret))
+        }
+        ["settings", "logging", "eventbridge"] => (
+            "GET, PUT",
+            match method {
+                "GET" => Some(Route::GetEventBridge),
+                "PUT" => Some(Route::PutEventBridge),
+                _ => None,
+            },
+        ),
+        ["settings", "logging", "deliveries"] => ("GET", (method == "GET").then_some(Route::ListDeliveries)),
+        ["settings", "logging", "deliveries", id, "retry"] => {
+            ("POST", (method == "POST").then(|| Route::RetryDelivery(owned(id))))
+        }
         _ => return Err(ApiError::NotFound(format!("no route for {method} /{}", segs.join("/")))),
     };
     found.ok_or(ApiError::MethodNotAllowed(allow))
@@ -223,6 +253,20 @@ mod tests {
         assert_eq!(r("POST", "/run/workflow"), Ok(Route::RunWorkflow));
         assert_eq!(r("POST", "/run/event"), Ok(Route::RunEvent));
         assert_eq!(r("GET", "/logs"), Ok(Route::ListLogs));
+        assert_eq!(r("PUT", "/settings/logging/webhook"), Ok(Route::PutWebhook));
+        assert_eq!(
+            r("POST", "/settings/logging/webhook/rotate-secret"),
+            Ok(Route::RotateWebhookSecret)
+        );
+        assert_eq!(
+            r("GET", "/2024-03/settings/logging/eventbridge"),
+            Ok(Route::GetEventBridge)
+        );
+        assert_eq!(r("GET", "/settings/logging/deliveries"), Ok(Route::ListDeliveries));
+        assert_eq!(
+            r("POST", "/settings/logging/deliveries/d1/retry"),
+            Ok(Route::RetryDelivery("d1".into()))
+        );
         assert_eq!(r("PUT", "/workflows/w1"), Err(405));
         assert_eq!(r("GET", "/run/workflow"), Err(405));
     }

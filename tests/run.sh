@@ -4,5 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Real peers for the delivery tests (moto for EventBridge, standardwebhooks for signatures),
+# in a virtual environment of their own under target/.
+peers=target/peers
+if [ ! -x "$peers/bin/python" ] || ! cmp -s tests/peers/requirements.txt "$peers/requirements.txt"; then
+    echo "== installing test peers into $peers"
+    rm -rf "$peers"
+    python3 -m venv "$peers"
+    "$peers/bin/pip" install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
+    cp tests/peers/requirements.txt "$peers/requirements.txt"
+fi
+export TEST_PEERS_PYTHON="$PWD/$peers/bin/python"
+
 echo "== building and running the tests"
 cargo test --locked

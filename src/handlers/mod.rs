@@ -7,6 +7,7 @@ pub mod integrations;
 pub mod logs;
 pub mod runs;
 pub mod session;
+pub mod settings;
 pub mod users;
 pub mod workflows;
 
@@ -51,6 +52,13 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         Route::RunWorkflow => runs::run_workflow(ctx, req),
         Route::RunEvent => runs::run_event(ctx, req),
         Route::ListLogs => logs::list(ctx, req),
+        Route::GetWebhook => settings::get_webhook(ctx, req),
+        Route::PutWebhook => settings::put_webhook(ctx, req),
+        Route::RotateWebhookSecret => settings::rotate_webhook_secret(ctx, req),
+        Route::GetEventBridge => settings::get_eventbridge(ctx, req),
+        Route::PutEventBridge => settings::put_eventbridge(ctx, req),
+        Route::ListDeliveries => settings::list_deliveries(ctx, req),
+        Route::RetryDelivery(d) => settings::retry_delivery(ctx, req, &d),
     }
 }
 

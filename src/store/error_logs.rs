@@ -175,6 +175,15 @@ pub fn query(conn: &Connection, q: &Query) -> Result<(Vec<ErrorLog>, i64)> {
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 
+/// One error log by id.
+pub fn get(conn: &Connection, id: &str) -> Result<Option<ErrorLog>> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM error_logs WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
 /// A workflow's error logs, newest first.
 pub fn for_workflow(conn: &Connection, env: Env, workflow_id: &str) -> Result<Vec<ErrorLog>> {
     let mut st = conn.prepare_cached(&format!(

@@ -1,7 +1,7 @@
 //! Workflow executions: queued durably, claimed by one worker, finished in one transaction
 //! together with the error log a failure leaves.
 
-use super::{error_logs, users, Env, Result};
+use super::{deliveries, error_logs, users, Env, Result};
 use crate::ids;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
@@ -86,8 +86,8 @@ pub fn recover(conn: &Connection) -> Result<Vec<String>> {
     Ok(ids.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Ends a running execution with `status` and its block results, writing `error` (if any) in
-/// the same transaction. Nothing happens when the run is gone or no longer running.
+/// Ends a running execution with `status` and its block results, writing `error` (if any) and
+/// its outbox deliveries in the same transaction. Nothing happens when the run is gone or no longer running.
 pub fn finish(
     conn: &Connection,
     id: &str,
@@ -105,6 +105,7 @@ pub fn finish(
     }
     if let Some(log) = error {
         error_logs::insert(conn, log)?;
+        deliveries::enqueue_for(conn, log)?;
     }
     Ok(true)
 }

@@ -17,6 +17,7 @@
 //!   `busy_timeout` makes the two take turns.
 
 pub mod credentials;
+pub mod deliveries;
 pub mod error_logs;
 pub mod executions;
 pub mod integrations;
@@ -24,6 +25,7 @@ pub mod keys;
 pub mod meta;
 pub mod secrets;
 pub mod signing;
+pub mod targets;
 pub mod users;
 pub mod workflows;
 

@@ -36,6 +36,18 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         column: "private_sealed",
         aad_sql: "'signing-key:' || kid",
     },
+    SealedColumn {
+        table: "delivery_targets",
+        key: "rowid",
+        column: "secret_sealed",
+        aad_sql: "'delivery-target:' || env || ':' || target || ':secret'",
+    },
+    SealedColumn {
+        table: "delivery_targets",
+        key: "rowid",
+        column: "previous_secret_sealed",
+        aad_sql: "'delivery-target:' || env || ':' || target || ':previous'",
+    },
 ];
 
 /// The master keyring of this process, reloadable from its source.
@@ -209,7 +221,7 @@ pub fn rotate_master(conn: &Connection, secrets: &Secrets) -> Result<Rotation> {
 fn reseal_batch(conn: &Connection, secrets: &Secrets, col: &SealedColumn, new_id: &KeyId) -> Result<usize> {
     // Table and column names come from SEALED_COLUMNS, never from input.
     let select = format!(
-        "SELECT {key}, {column}, {aad} FROM {table} WHERE substr({column}, 2, {len}) != ?1 LIMIT 200",
+        "SELECT {key}, {column}, {aad} FROM {table} WHERE {column} IS NOT NULL AND substr({column}, 2, {len}) != ?1 LIMIT 200",
         key = col.key,
         column = col.column,
         aad = col.aad_sql,
@@ -217,7 +229,7 @@ fn reseal_batch(conn: &Connection, secrets: &Secrets, col: &SealedColumn, new_id
         len = crypto::KEY_ID_LEN,
     );
     let update = format!("UPDATE {} SET {} = ?1 WHERE {} = ?2", col.table, col.column, col.key);
-    let rows: Vec<(String, Vec<u8>, String)> = conn
+    let rows: Vec<(rusqlite::types::Value, Vec<u8>, String)> = conn
         .prepare(&select)?
         .query_map(params![&new_id[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;

@@ -92,6 +92,8 @@ log "$("$PB" --version)"
 
 # ---------------------------------------------------------------------------------------------
 mkdir -p "$WORK/ingot" "$WORK/pb" "$WORK/res"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "cores: $(nproc); load average before the servers start: $LOAD_START"
 IPORT=$(free_port)
 "$INGOT" serve --listen "127.0.0.1:$IPORT" --db "$WORK/ingot/ingot.db" \
     >"$WORK/ingot.out" 2>"$WORK/ingot.log" &
@@ -243,10 +245,11 @@ kill "$CHK_PID" 2>/dev/null || true
 wait "$CHK_PID" 2>/dev/null || true
 echo "$PB_PRAGMAS" >"$WORK/res/pb_pragmas"
 
-# fsync-family calls made while serving 200 sequential creates (concurrency 1).
+# fsync-family calls made while serving 200 sequential creates (concurrency 1). pwrite64 is
+# counted too, to show the trace saw the database writes (a zero fsync count is then real).
 fsyncs() { # pid url auth path body
     local pid=$1 url=$2 auth=$3 path=$4 body=$5 st="$WORK/res/strace.$1"
-    timeout 60 strace -f -qq -c -e trace=fsync,fdatasync,sync_file_range -p "$pid" -o "$st" &
+    timeout 60 strace -f -qq -c -e trace=fsync,fdatasync,sync_file_range,pwrite64 -p "$pid" -o "$st" &
     local spid=$!
     sleep 1
     "$LG" --concurrency 1 --url "$url" --header "$auth" --method POST --path "$path" \
@@ -254,7 +257,9 @@ fsyncs() { # pid url auth path body
     sleep 0.5
     kill -INT "$spid" 2>/dev/null || true
     wait "$spid" 2>/dev/null || true
-    awk '$NF ~ /^(fsync|fdatasync|sync_file_range)$/ {printf "%s=%s ", $NF, $4} END {print ""}' "$st"
+    awk 'BEGIN {split("fsync fdatasync sync_file_range pwrite64", k, " ")}
+         $NF ~ /^(fsync|fdatasync|sync_file_range|pwrite64)$/ {c[$NF] = $4}
+         END {for (i = 1; i <= 4; i++) printf "%s=%d ", k[i], c[k[i]]; print ""}' "$st"
 }
 if command -v strace >/dev/null 2>&1; then
     echo "ingot: $(fsyncs "$INGOT_PID" "$IURL" "$IAUTH" /users '{"username":"fs-{n}"}')" >"$WORK/res/fsync"
@@ -265,9 +270,10 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 python3 - "$WORK/res/all" "$WORK/ingot.log" "$CONC" "$SECS" "$REPS" "$SEED" "$WRITES" "$PAGE" \
-    "$WORK/res/pb_pragmas" "$WORK/res/fsync" "$PB_TOKEN_USERS" <<'EOF'
+    "$WORK/res/pb_pragmas" "$WORK/res/fsync" "$PB_TOKEN_USERS" "$LOAD_START" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)" <<'EOF'
 import re, statistics, sys, json
-res, ilog, conc, secs, reps, seed, writes, page, prag, fs, toku = sys.argv[1:]
+res, ilog, conc, secs, reps, seed, writes, page, prag, fs, toku, load0, load1, ncpu = sys.argv[1:]
 rows = {}
 for line in open(res):
     if not line.startswith("RESULT"):
@@ -302,6 +308,8 @@ for op in ["create", "get", "list", "token", "delete"]:
 print("ratio = ingot req/s / PocketBase req/s; errors = non-2xx or I/O failures summed over all runs;")
 print("min/conn = fewest responses one connection got in any run (near 0 = a starved connection).")
 print(f"PocketBase token = impersonate on an auth collection of {toku} records; list uses skipTotal=1.")
+print(f"machine: {ncpu} cores shared by both servers and the load generator; load average at start "
+      f"{load0}, at end {load1} (other work on the machine shows up here).")
 
 # Where ingot's time goes: handler time from its access log (all requests of the run).
 pat = re.compile(r"ingot::access\] (\w+) (\S+) (\d+) (\d+)us")
@@ -329,7 +337,7 @@ print()
 print("durability:")
 print("  ingot: synchronous=FULL, journal_mode=WAL (src/store/mod.rs; INGOT_SYNC default full)")
 print("  pocketbase pragmas as read back from a live instance:", open(prag).read().strip())
-print("  fsync-family calls during 200 sequential creates (strace -c):")
+print("  syscalls during 200 sequential creates, concurrency 1 (strace -c; pwrite64 shows the trace saw the DB writes):")
 for line in open(fs):
     print("   ", line.rstrip())
 EOF

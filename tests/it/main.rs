@@ -3,8 +3,10 @@
 
 mod binary;
 mod credentials;
+mod delivery;
 mod errors;
 mod harness;
+mod peers;
 mod receiver;
 mod tokens;
 mod users;

@@ -1,0 +1,258 @@
+//! Webhook delivery with Standard Webhooks signing, and the address rules for webhook URLs.
+
+use super::Outcome;
+use crate::store::{deliveries::Delivery, error_logs, targets};
+use crate::{ids, App};
+use base64::Engine;
+use ring::hmac;
+use rusqlite::Connection;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// The prefix of every webhook secret.
+pub const SECRET_PREFIX: &str = "whsec_";
+
+/// A new secret: `whsec_` and 32 random bytes in base64.
+pub fn new_secret() -> String {
+    format!(
+        "{SECRET_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(ids::random_bytes(32))
+    )
+}
+
+/// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, keyed with the secret's decoded bytes.
+pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64
+        .decode(secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret))
+        .map_err(|_| "the webhook secret is not base64".to_string())?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
+    let mut ctx = hmac::Context::with_key(&key);
+    ctx.update(msg_id.as_bytes());
+    ctx.update(b".");
+    ctx.update(timestamp.to_string().as_bytes());
+    ctx.update(b".");
+    ctx.update(body);
+    Ok(format!("v1,{}", b64.encode(ctx.sign().as_ref())))
+}
+
+/// Addresses a webhook may never reach: link-local (which holds cloud metadata services) and
+/// AWS's IPv6 metadata address. Loopback stays allowed for local development.
+pub fn is_forbidden(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            let metadata: std::net::Ipv6Addr = "fd00:ec2::254".parse().expect("literal");
+            v6 == metadata
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+    }
+}
+
+/// Checks a webhook URL: http(s), a host, and no forbidden address literal.
+pub fn check_url(raw: &str) -> Result<url::Url, String> {
+    let parsed = url::Url::parse(raw).map_err(|e| format!("url is not a valid URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("url must be http or https".into());
+    }
+    let forbidden = match parsed.host() {
+        None => return Err("url must have a host".into()),
+        Some(url::Host::Ipv4(v4)) => is_forbidden(IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => is_forbidden(IpAddr::V6(v6)),
+        Some(url::Host::Domain(d)) => d.is_empty(),
+    };
+    if forbidden {
+        return Err("url points at a link-local or cloud metadata address, which is refused".into());
+    }
+    Ok(parsed)
+}
+
+/// Resolves names like the system does, then drops forbidden addresses, so DNS cannot point a
+/// webhook at a metadata service.
+pub struct SafeResolver;
+
+impl ureq::Resolver for SafeResolver {
+    fn resolve(&self, netloc: &str) -> std::io::Result<Vec<SocketAddr>> {
+        let all: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
+        let allowed: Vec<SocketAddr> = all.iter().copied().filter(|a| !is_forbidden(a.ip())).collect();
+        if allowed.is_empty() && !all.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{netloc} resolves only to link-local or metadata addresses"),
+            ));
+        }
+        Ok(allowed)
+    }
+}
+
+/// Sends one delivery to the environment's webhook.
+pub fn send(app: &App, db: &Connection, d: &Delivery) -> Outcome {
+    let retry = |error: String| Outcome::Retry {
+        status_code: None,
+        error,
+        retry_after: None,
+    };
+    let target = match targets::get(db, d.env, targets::WEBHOOK) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Outcome::Give {
+                status_code: None,
+                error: "no webhook is configured".into(),
+            }
+        }
+        Err(e) => return retry(format!("could not read the webhook settings: {e}")),
+    };
+    let Some(url) = target.config["url"].as_str() else {
+        return Outcome::Give {
+            status_code: None,
+            error: "the webhook has no url".into(),
+        };
+    };
+    let log = match error_logs::get(db, &d.error_log_id) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return Outcome::Give {
+                status_code: None,
+                error: "the error log was erased".into(),
+            }
+        }
+        Err(e) => return retry(format!("could not read the error log: {e}")),
+    };
+    let body = log.document().to_string().into_bytes();
+    let (secret, previous) = match targets::open_secrets(&app.store.secrets, &target) {
+        Ok((Some(s), p)) => (s, p),
+        Ok((None, _)) => {
+            return Outcome::Give {
+                status_code: None,
+                error: "the webhook has no secret".into(),
+            }
+        }
+        Err(e) => {
+            log::error!("webhook secret could not be opened: {e}");
+            return retry("the webhook secret could not be opened".into());
+        }
+    };
+    let timestamp = ids::now_ms() / 1000;
+    let mut signature = match sign(&secret, &log.id, timestamp, &body) {
+        Ok(s) => s,
+        Err(e) => return retry(e),
+    };
+    if let Some(Ok(old)) = previous.map(|p| sign(&p, &log.id, timestamp, &body)) {
+        signature = format!("{signature} {old}");
+    }
+    let sent = app
+        .delivery
+        .webhook_http
+        .post(url)
+        .set("Content-Type", "application/json")
+        .set("webhook-id", &log.id)
+        .set("webhook-timestamp", &timestamp.to_string())
+        .set("webhook-signature", &signature)
+        .set("X-Alloy-WorkflowId", &log.workflow_id)
+        .set("X-Alloy-UserId", &log.user_id)
+        .set("X-Alloy-BlockName", &header_safe(&log.block_name))
+        .set("X-Alloy-BlockType", &log.block_type)
+        .set("X-Alloy-ExecutionUuid", &log.execution_id)
+        .send_bytes(&body);
+    match sent {
+        Ok(r) if (200..300).contains(&r.status()) => Outcome::Delivered {
+            status_code: r.status(),
+        },
+        Ok(r) => Outcome::Retry {
+            status_code: Some(r.status()),
+            error: format!("answered {}", r.status()),
+            retry_after: None,
+        },
+        Err(ureq::Error::Status(410, _)) => {
+            let (env, why) = (
+                d.env,
+                "the receiver answered 410 Gone; the webhook was disabled".to_string(),
+            );
+            let reason = why.clone();
+            if let Err(e) = app
+                .store
+                .write(move |c| targets::disable(c, env, targets::WEBHOOK, &reason))
+            {
+                log::error!("could not disable the webhook: {e}");
+            }
+            log::warn!("webhook of {}: {why}", env.as_str());
+            Outcome::Give {
+                status_code: Some(410),
+                error: why,
+            }
+        }
+        Err(ureq::Error::Status(code, r)) => {
+            let retry_after = if code == 429 || code == 503 {
+                r.header("Retry-After")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs)
+            } else {
+                None
+            };
+            Outcome::Retry {
+                status_code: Some(code),
+                error: format!("answered {code}"),
+                retry_after,
+            }
+        }
+        Err(ureq::Error::Transport(t)) => retry(format!("could not reach the webhook: {t}")),
+    }
+}
+
+/// Header values cannot hold control characters; block names are the customer's text.
+fn header_safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_reproduces_the_standard_webhooks_published_vector() {
+        let sig = sign(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        )
+        .unwrap();
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn a_new_secret_is_32_random_bytes_behind_the_prefix() {
+        let s = new_secret();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(s.strip_prefix(SECRET_PREFIX).unwrap())
+            .unwrap();
+        assert_eq!(raw.len(), 32);
+        assert_ne!(new_secret(), s);
+    }
+
+    #[test]
+    fn webhook_urls_must_be_http_with_a_host_and_not_metadata() {
+        assert!(check_url("http://127.0.0.1:9000/hook").is_ok(), "loopback is allowed");
+        assert!(check_url("https://hooks.example.com/x").is_ok());
+        for bad in [
+            "ftp://example.com/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://169.254.1.1:80/",
+            "http://[fd00:ec2::254]/",
+            "http://[fe80::1]/",
+            "http://[::ffff:169.254.169.254]/",
+            "not a url",
+            "http://",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_resolver_drops_forbidden_addresses() {
+        use ureq::Resolver;
+        assert!(SafeResolver.resolve("169.254.169.254:80").is_err());
+        assert_eq!(SafeResolver.resolve("127.0.0.1:80").unwrap().len(), 1);
+    }
+}

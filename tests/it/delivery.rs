@@ -1,0 +1,434 @@
+//! Error delivery through the outbox to real peers: a standardwebhooks-verifying receiver and
+//! a signature-checking moto EventBridge.
+
+use crate::harness::{db_contains, Server};
+use crate::peers::{Moto, WebhookPeer};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// A server whose deliveries retry quickly.
+fn fast_server(schedule: &str) -> Server {
+    let schedule = schedule.to_string();
+    Server::start_configured(move |c| c.retry_schedule = ingot::delivery::parse_schedule(&schedule).unwrap())
+}
+
+/// Installs a one-block failing workflow for a new user; returns (user id, workflow id).
+fn failing_workflow(s: &Server, username: &str) -> (String, String) {
+    let integration = json!({ "name": format!("fails-{username}"), "app": "demo", "workflows": [{ "name": "boom", "blocks": [{ "type": "fail", "name": "Refuse", "message": "Upstream said no" }] }] });
+    let iid = s.post("/integrations", integration).json["integrationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = s.create_user(username);
+    let wf = s
+        .post(&format!("/users/{user}/integrations/{iid}/install"), json!({}))
+        .json["data"][0]["workflowId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (user, wf)
+}
+
+/// Runs the failing workflow `n` times and waits for the runs to finish.
+fn fail_times(s: &Server, user: &str, wf: &str, n: usize) {
+    let before = s.get(&format!("/workflows/{wf}/logs?limit=30")).json["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    for _ in 0..n {
+        assert_eq!(
+            s.post("/run/workflow", json!({ "userId": user, "workflowId": wf }))
+                .status,
+            200
+        );
+    }
+    s.wait_for_runs(wf, before + n);
+}
+
+/// Every error log of the environment, as `GET /logs` has them.
+fn error_docs(s: &Server) -> Vec<Value> {
+    s.get("/logs?limit=100&sortOrder=asc").json["notifications"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Configures the webhook at the peer; returns the secret.
+fn webhook_to(s: &Server, peer: &WebhookPeer) -> String {
+    let r = s.req(
+        "PUT",
+        "/settings/logging/webhook",
+        Some(&json!({ "url": peer.hook_url(), "enabled": true })),
+    );
+    assert_eq!(r.status, 200, "{}", r.json);
+    let secret = r.json["secret"]
+        .as_str()
+        .expect("the first PUT shows the secret")
+        .to_string();
+    peer.control(json!({ "secrets": [secret] }));
+    secret
+}
+
+fn deliveries(s: &Server, query: &str) -> Vec<Value> {
+    let r = s.get(&format!("/settings/logging/deliveries{query}"));
+    assert_eq!(r.status, 200, "{}", r.json);
+    r.json["data"].as_array().unwrap().clone()
+}
+
+fn wait_deliveries(s: &Server, query: &str, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = deliveries(s, query);
+        if done(&d) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "deliveries never reached {what}: {d:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn webhook_settings_show_the_secret_once_and_refuse_bad_urls() {
+    let s = Server::start();
+    assert_eq!(s.get("/settings/logging/webhook").json["enabled"], false);
+    let first = s.req(
+        "PUT",
+        "/settings/logging/webhook",
+        Some(&json!({ "url": "http://127.0.0.1:9/hook" })),
+    );
+    assert_eq!(first.status, 200, "{}", first.json);
+    let secret = first.json["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(first.json["enabled"], true);
+    let got = s.get("/settings/logging/webhook");
+    assert!(
+        got.json.get("secret").is_none() && !got.json.to_string().contains(&secret[6..]),
+        "{}",
+        got.json
+    );
+    assert_eq!(
+        got.json["secretHint"].as_str().unwrap(),
+        format!("whsec_…{}", &secret[secret.len() - 4..])
+    );
+    let again = s.req("PUT", "/settings/logging/webhook", Some(&json!({ "enabled": false })));
+    assert!(
+        again.json.get("secret").is_none(),
+        "only the first PUT shows the secret"
+    );
+    assert_eq!(
+        (again.json["enabled"].as_bool(), again.json["url"].as_str()),
+        (Some(false), Some("http://127.0.0.1:9/hook"))
+    );
+    for bad in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+        "ftp://example.com/",
+        "nonsense",
+    ] {
+        let r = s.req("PUT", "/settings/logging/webhook", Some(&json!({ "url": bad })));
+        assert_eq!(r.status, 422, "{bad}");
+        assert!(r.message().contains("url"), "{}", r.message());
+    }
+    let prod = s.new_key(ingot::store::Env::Production);
+    assert_eq!(
+        s.req_as(&prod, "GET", "/settings/logging/webhook", None).json["url"],
+        Value::Null,
+        "settings are per environment"
+    );
+    let rotated = s.post("/settings/logging/webhook/rotate-secret", json!({}));
+    assert_eq!(rotated.status, 200);
+    assert_ne!(rotated.json["secret"].as_str().unwrap(), secret);
+    assert_eq!(
+        s.req_as(&prod, "POST", "/settings/logging/webhook/rotate-secret", None)
+            .status,
+        404
+    );
+}
+
+#[test]
+fn every_error_reaches_the_webhook_signed_with_the_same_id_on_retries() {
+    let s = fast_server("0.05,0.05,0.05,0.05,0.05,0.05,0.05");
+    let peer = WebhookPeer::start();
+    webhook_to(&s, &peer);
+    peer.control(json!({ "failFirst": 3 }));
+    let (user, wf) = failing_workflow(&s, "hooked");
+    fail_times(&s, &user, &wf, 5);
+    let docs = error_docs(&s);
+    assert_eq!(docs.len(), 5);
+    let state = peer.wait_until("all five errors", |st| st["accepted"].as_array().unwrap().len() >= 5);
+    assert_eq!(
+        state["rejected"],
+        json!([]),
+        "every request verified with standardwebhooks"
+    );
+    let accepted = state["accepted"].as_array().unwrap();
+    for doc in &docs {
+        let got = accepted
+            .iter()
+            .find(|a| a["id"] == doc["_id"])
+            .unwrap_or_else(|| panic!("{} never arrived", doc["_id"]));
+        assert_eq!(got["body"], *doc, "the body is exactly the error log");
+        let h = &got["headers"];
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["x-alloy-workflowid"], wf.as_str());
+        assert_eq!(h["x-alloy-userid"], user.as_str());
+        assert_eq!(
+            (h["x-alloy-blockname"].as_str(), h["x-alloy-blocktype"].as_str()),
+            (Some("Refuse"), Some("fail"))
+        );
+        assert_eq!(h["x-alloy-executionuuid"], doc["executionId"]);
+    }
+    // The three refused attempts were retried under the same webhook-id.
+    let attempts: Vec<&str> = state["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(attempts.len(), 8);
+    let mut ids: Vec<&str> = attempts.clone();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "retries reuse the id: {attempts:?}");
+    let all = wait_deliveries(&s, "?target=webhook", "delivered", |d| {
+        d.iter().all(|x| x["status"] == "delivered")
+    });
+    assert_eq!(all.len(), 5);
+    let retried: Vec<&Value> = all.iter().filter(|d| d["attempts"].as_u64() > Some(1)).collect();
+    assert!(!retried.is_empty());
+    for d in retried {
+        let log = d["attemptLog"].as_array().unwrap();
+        assert_eq!(log[0]["statusCode"], 503);
+        assert!(log[0]["durationMs"].is_number() && log[0]["attemptedAt"].is_string());
+        assert_eq!(log.last().unwrap()["statusCode"], 200);
+    }
+}
+
+#[test]
+fn nothing_is_lost_while_the_receiver_is_down_for_a_while() {
+    let s = fast_server("0.2,0.2,0.3,0.3,0.5,0.5,0.5");
+    let peer = WebhookPeer::start();
+    webhook_to(&s, &peer);
+    peer.control(json!({ "down": true }));
+    let (user, wf) = failing_workflow(&s, "outage");
+    fail_times(&s, &user, &wf, 4);
+    peer.wait_until("retries while down", |st| st["attempts"].as_array().unwrap().len() >= 8);
+    assert!(peer.accepted_ids().is_empty());
+    peer.control(json!({ "down": false }));
+    let ids: std::collections::BTreeSet<String> = error_docs(&s)
+        .iter()
+        .map(|d| d["_id"].as_str().unwrap().to_string())
+        .collect();
+    peer.wait_until("every error after the outage", |st| {
+        st["accepted"].as_array().unwrap().len() >= 4
+    });
+    assert_eq!(peer.accepted_ids(), ids);
+}
+
+#[test]
+fn retry_after_is_honoured_and_exhausted_deliveries_fail_until_retried() {
+    let s = fast_server("0.05,0.05");
+    let peer = WebhookPeer::start();
+    webhook_to(&s, &peer);
+    peer.control(json!({ "failFirst": 1, "status": 429, "retryAfter": 1 }));
+    let (user, wf) = failing_workflow(&s, "paced");
+    fail_times(&s, &user, &wf, 1);
+    let d = wait_deliveries(&s, "", "delivered", |d| d.len() == 1 && d[0]["status"] == "delivered");
+    let log = d[0]["attemptLog"].as_array().unwrap();
+    assert_eq!(log[0]["statusCode"], 429);
+    let gap = |a: &Value| a["attemptedAt"].as_str().unwrap().to_string();
+    assert!(gap(&log[1]).as_str() > gap(&log[0]).as_str());
+    // Milliseconds into the day of an RFC 3339 time (the two attempts are seconds apart).
+    let ms = |t: &str| -> i64 {
+        let field = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
+        ((field(11..13) * 60 + field(14..16)) * 60 + field(17..19)) * 1000 + field(20..23)
+    };
+    assert!(
+        ms(&gap(&log[1])) - ms(&gap(&log[0])) >= 950,
+        "Retry-After: 1 was not honoured: {log:?}"
+    );
+
+    // Three attempts (1 + 2 retries) all refused: the delivery fails, then a retry sends it.
+    peer.control(json!({ "down": true, "status": 500, "retryAfter": null }));
+    fail_times(&s, &user, &wf, 1);
+    let failed = wait_deliveries(&s, "?status=failed", "failed", |d| d.len() == 1);
+    assert_eq!(failed[0]["attempts"], 3);
+    assert!(failed[0]["lastError"].as_str().unwrap().contains("500"));
+    peer.control(json!({ "down": false }));
+    assert_eq!(
+        s.post(
+            &format!(
+                "/settings/logging/deliveries/{}/retry",
+                failed[0]["deliveryId"].as_str().unwrap()
+            ),
+            json!({})
+        )
+        .status,
+        200
+    );
+    wait_deliveries(&s, "?status=delivered", "two delivered", |d| d.len() == 2);
+    let delivered_again = s.post(
+        &format!(
+            "/settings/logging/deliveries/{}/retry",
+            failed[0]["deliveryId"].as_str().unwrap()
+        ),
+        json!({}),
+    );
+    assert_eq!(delivered_again.status, 409, "only failed deliveries are retried");
+    assert_eq!(s.get("/settings/logging/deliveries?status=lost").status, 422);
+}
+
+#[test]
+fn a_410_disables_the_webhook_and_turning_it_off_stops_new_deliveries() {
+    let s = fast_server("0.05");
+    let peer = WebhookPeer::start();
+    webhook_to(&s, &peer);
+    peer.control(json!({ "failFirst": 1, "status": 410 }));
+    let (user, wf) = failing_workflow(&s, "gone");
+    fail_times(&s, &user, &wf, 1);
+    let d = wait_deliveries(&s, "", "failed", |d| d.len() == 1 && d[0]["status"] == "failed");
+    assert_eq!(d[0]["attempts"], 1, "410 is not retried");
+    let settings = s.get("/settings/logging/webhook");
+    assert_eq!(settings.json["enabled"], false);
+    assert!(settings.json["failing"].as_str().unwrap().contains("410"));
+    fail_times(&s, &user, &wf, 2);
+    assert_eq!(deliveries(&s, "").len(), 1, "a disabled webhook gets no new deliveries");
+}
+
+#[test]
+fn a_rotated_secret_signs_twice_for_a_day() {
+    let s = fast_server("0.05");
+    let old_only = WebhookPeer::start();
+    let old = webhook_to(&s, &old_only);
+    let rotated = s.post("/settings/logging/webhook/rotate-secret", json!({}));
+    let new = rotated.json["secret"].as_str().unwrap().to_string();
+    assert!(rotated.json["previousSecretValidUntil"].is_string());
+    let (user, wf) = failing_workflow(&s, "rotor");
+    fail_times(&s, &user, &wf, 1);
+    let st = old_only.wait_until("one error", |st| st["accepted"].as_array().unwrap().len() == 1);
+    assert_eq!(st["rejected"], json!([]), "the old secret still verifies");
+    let sig = st["accepted"][0]["signature"].as_str().unwrap();
+    assert_eq!(sig.split(' ').count(), 2, "two signatures: {sig}");
+    let new_only = WebhookPeer::start();
+    new_only.control(json!({ "secrets": [new] }));
+    s.req(
+        "PUT",
+        "/settings/logging/webhook",
+        Some(&json!({ "url": new_only.hook_url() })),
+    );
+    fail_times(&s, &user, &wf, 1);
+    let st = new_only.wait_until("one error", |st| st["accepted"].as_array().unwrap().len() == 1);
+    assert_eq!(st["rejected"], json!([]), "the new secret verifies");
+    assert_ne!(old, new);
+}
+
+#[test]
+fn erasing_a_users_logs_drops_their_undelivered_events() {
+    let s = fast_server("30");
+    let peer = WebhookPeer::start();
+    webhook_to(&s, &peer);
+    peer.control(json!({ "down": true }));
+    let (user, wf) = failing_workflow(&s, "erased");
+    fail_times(&s, &user, &wf, 2);
+    wait_deliveries(&s, "?status=pending", "tried once", |d| {
+        d.len() == 2 && d.iter().all(|x| x["attempts"] == 1)
+    });
+    assert_eq!(s.req("DELETE", &format!("/users/{user}/logs"), None).status, 200);
+    assert_eq!(deliveries(&s, "").len(), 0);
+}
+
+#[test]
+fn errors_stream_to_eventbridge_signed_and_a_wrong_secret_delivers_nothing() {
+    let moto = Moto::start();
+    let s = fast_server("0.1,0.1");
+    // A wrong secret first: moto refuses the signature, the delivery log says so.
+    let r = s.req(
+        "PUT",
+        "/settings/logging/eventbridge",
+        Some(&moto.settings("definitely-not-the-secret")),
+    );
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["secretAccessKey"], "****cret");
+    let (user, wf) = failing_workflow(&s, "bridged");
+    fail_times(&s, &user, &wf, 1);
+    let failed = wait_deliveries(&s, "?target=eventbridge", "failed", |d| {
+        d.len() == 1 && d[0]["status"] == "failed"
+    });
+    let err = failed[0]["lastError"].as_str().unwrap();
+    assert!(
+        err.contains("refused the credentials") && err.contains("Signature"),
+        "{err}"
+    );
+    assert!(s.get("/settings/logging/eventbridge").json["failing"]
+        .as_str()
+        .unwrap()
+        .contains("credentials"));
+    assert!(
+        moto.drain_queue().is_empty(),
+        "nothing was delivered with the wrong secret"
+    );
+
+    // The right secret: the same failure and a new one both arrive, Detail intact.
+    let r = s.req(
+        "PUT",
+        "/settings/logging/eventbridge",
+        Some(&moto.settings(moto.secret())),
+    );
+    assert!(r.json["failing"].is_null());
+    assert!(!r.json.to_string().contains(moto.secret()), "the secret is never shown");
+    let retry = s.post(
+        &format!(
+            "/settings/logging/deliveries/{}/retry",
+            failed[0]["deliveryId"].as_str().unwrap()
+        ),
+        json!({}),
+    );
+    assert_eq!(retry.status, 200);
+    fail_times(&s, &user, &wf, 1);
+    wait_deliveries(&s, "?target=eventbridge&status=delivered", "delivered", |d| {
+        d.len() == 2
+    });
+    let events = moto.drain_queue();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let docs = error_docs(&s);
+    for doc in &docs {
+        let ev = events
+            .iter()
+            .find(|e| e["detail"]["_id"] == doc["_id"])
+            .expect("the error arrived");
+        assert_eq!(ev["detail"], *doc);
+        assert_eq!(ev["source"], "ingot.embedded");
+        assert_eq!(ev["detail-type"], "Workflow Error");
+    }
+    assert!(
+        s.get("/settings/logging/eventbridge").json["failing"].is_null(),
+        "healthy again"
+    );
+}
+
+#[test]
+fn delivery_secrets_never_reach_the_database_file_in_plain_text() {
+    let mut s = Server::start();
+    let peer = WebhookPeer::start();
+    let secret = webhook_to(&s, &peer);
+    let aws_secret = format!("AwsSecret{}", ingot::ids::hex(&ingot::ids::random_bytes(12)));
+    let r = s.req("PUT", "/settings/logging/eventbridge", Some(&json!({ "accessKeyId": "AKIATEST", "secretAccessKey": aws_secret, "region": "us-east-1", "eventBusName": "b", "endpoint": "http://127.0.0.1:9" })));
+    assert_eq!(r.status, 200);
+    let rotated = s.post("/settings/logging/webhook/rotate-secret", json!({})).json["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let db = s.db_path();
+    s.stop();
+    for needle in [&secret, &secret[6..], &rotated[6..], aws_secret.as_str()] {
+        assert!(!db_contains(&db, needle.as_bytes()), "{needle} is in the database file");
+    }
+    // And master-key rotation re-seals them too.
+    s.restart();
+    ingot::admin::rotate_master(&s.config).unwrap();
+    let again = s.get("/settings/logging/eventbridge");
+    assert_eq!(
+        again.json["secretAccessKey"].as_str().unwrap(),
+        format!("****{}", &aws_secret[aws_secret.len() - 4..])
+    );
+}
