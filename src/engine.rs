@@ -186,6 +186,12 @@ fn run(app: &App, db: &Connection, id: &str) -> Result<(), StoreError> {
             "stoppedAt": ids::rfc3339(ids::now_ms()),
             "durationMs": clock.elapsed().as_millis() as u64,
         });
+        log::debug!(
+            "run {id}: block {:?} ({}) {}",
+            block.name,
+            block.kind,
+            if outcome.is_ok() { "succeeded" } else { "failed" }
+        );
         match outcome {
             Ok(output) => {
                 result["status"] = "success".into();

@@ -93,7 +93,11 @@ fn config_with(db: &DbArg) -> anyhow::Result<Config> {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().filter_or("INGOT_LOG", "info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().filter_or("INGOT_LOG", "info"))
+        // ureq's debug lines print request headers, and a user's credential may be one of them
+        // (only Authorization and Cookie are redacted there): never let them through.
+        .filter_module("ureq", log::LevelFilter::Info)
+        .init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("ingot: {e:#}");
         std::process::exit(1);

@@ -238,6 +238,14 @@ pub fn settle(app: &App, delivery: &deliveries::Delivery, at: i64, started: Inst
             at,
         ),
     };
+    log::debug!(
+        "{} delivery {} of error {}: attempt {tries} -> {status} ({:?}, {}ms)",
+        delivery.target,
+        delivery.id,
+        delivery.error_log_id,
+        attempt.status_code,
+        duration_ms
+    );
     if status == deliveries::FAILED {
         log::warn!(
             "delivery {} of error {} to {} failed for good after {tries} attempts: {}",

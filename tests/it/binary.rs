@@ -315,3 +315,165 @@ fn kill_9_with_runs_queued_loses_none_and_they_finish_after_restart() {
     again.child.kill().unwrap();
     let _ = again.child.wait();
 }
+
+#[test]
+fn kill_9_while_errors_are_delivered_loses_no_delivery_and_no_log_line_holds_a_secret() {
+    use crate::peers::{Moto, WebhookPeer};
+    let moto = Moto::start();
+    let peer = WebhookPeer::start();
+    let rx = crate::receiver::Receiver::start();
+    rx.answer(500);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ingot.db");
+    let vars = [
+        ("INGOT_WORKERS", "2"),
+        ("INGOT_RETRY_SCHEDULE", "0.1,0.1,0.2,0.2,0.3,0.5,1"),
+        ("INGOT_LOG", "trace"),
+    ];
+    let mut server = spawn_with(&db, &vars);
+    let key = server.key.clone().unwrap();
+    let base = server.base.clone();
+    let hook = call(
+        &base,
+        &key,
+        "PUT",
+        "/settings/logging/webhook",
+        Some(json!({ "url": peer.hook_url() })),
+    );
+    let whsec = hook.1["secret"].as_str().unwrap().to_string();
+    peer.control(json!({ "secrets": [whsec], "failFirst": 4 }));
+    let eb = call(
+        &base,
+        &key,
+        "PUT",
+        "/settings/logging/eventbridge",
+        Some(moto.settings(moto.secret())),
+    );
+    assert_eq!(eb.0, 200, "{}", eb.1);
+    // The failing block calls a receiver with the user's credential in a header.
+    let credential = format!("cred-{}", ingot::ids::hex(&ingot::ids::random_bytes(10)));
+    let integration = json!({ "name": "crashy", "app": "a", "credentialType": "httpHeaderAuth", "workflows": [{ "name": "w", "blocks": [{ "type": "http", "name": "Call", "url": format!("{}/x", rx.url) }] }] });
+    let iid = call(&base, &key, "POST", "/integrations", Some(integration)).1["integrationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = call(&base, &key, "POST", "/users", Some(json!({ "username": "crash" }))).1["userId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    call(
+        &base,
+        &key,
+        "POST",
+        &format!("/users/{user}/credentials"),
+        Some(json!({ "type": "httpHeaderAuth", "data": { "fieldName": "X-Secret", "value": credential } })),
+    );
+    let wf = call(
+        &base,
+        &key,
+        "POST",
+        &format!("/users/{user}/integrations/{iid}/install"),
+        Some(json!({})),
+    )
+    .1["data"][0]["workflowId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut acked = 0;
+    for i in 0..40 {
+        if i == 25 {
+            server.child.kill().unwrap(); // SIGKILL in the middle of runs and deliveries
+            let _ = server.child.wait();
+            break;
+        }
+        if call(
+            &base,
+            &key,
+            "POST",
+            "/run/workflow",
+            Some(json!({ "userId": user, "workflowId": wf })),
+        )
+        .0 == 200
+        {
+            acked += 1;
+        }
+    }
+    let mut lines: Vec<String> = server.lines.iter().collect();
+    let mut again = spawn_with(&db, &vars);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let error_ids = loop {
+        let (_, runs) = call(
+            &again.base,
+            &key,
+            "GET",
+            &format!("/workflows/{wf}/logs?limit=30"),
+            None,
+        );
+        let (_, page2) = call(
+            &again.base,
+            &key,
+            "GET",
+            &format!("/workflows/{wf}/logs?limit=30&page=2"),
+            None,
+        );
+        let all: Vec<Value> = runs["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(page2["data"].as_array().unwrap())
+            .cloned()
+            .collect();
+        if all.len() == acked && all.iter().all(|e| e["finished"] == true) {
+            let (_, logs) = call(&again.base, &key, "GET", "/logs?limit=100", None);
+            break logs["notifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["_id"].as_str().unwrap().to_string())
+                .collect::<std::collections::BTreeSet<_>>();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runs did not finish after restart"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(error_ids.len(), acked, "one error log per acknowledged run");
+    let mut on_queue = std::collections::BTreeSet::new();
+    loop {
+        for ev in moto.drain_queue() {
+            on_queue.insert(ev["detail"]["_id"].as_str().unwrap().to_string());
+        }
+        let hooked = peer.accepted_ids();
+        if error_ids.is_subset(&hooked) && error_ids.is_subset(&on_queue) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every error was delivered: webhook {} of {}, eventbridge {} of {}",
+            hooked.intersection(&error_ids).count(),
+            error_ids.len(),
+            on_queue.intersection(&error_ids).count(),
+            error_ids.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(peer.state()["rejected"], json!([]));
+    assert!(
+        rx.requests()
+            .iter()
+            .all(|r| r.header("X-Secret") == Some(credential.as_str())),
+        "control: the credential was sent"
+    );
+    again.child.kill().unwrap();
+    let _ = again.child.wait();
+    lines.extend(again.lines.iter());
+    assert!(
+        lines.iter().any(|l| l.contains("TRACE") || l.contains("DEBUG")),
+        "control: the log ran at trace level"
+    );
+    for secret in [whsec.as_str(), &whsec[6..], moto.secret(), credential.as_str()] {
+        let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(secret)).collect();
+        assert!(leaks.is_empty(), "a secret reached the log: {leaks:?}");
+    }
+}
