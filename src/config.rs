@@ -210,6 +210,17 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_is_documented_in_the_packaging_env_template() {
+        let template = include_str!("../packaging/ingot.env");
+        for (name, _) in VARIABLES {
+            assert!(
+                template.contains(&format!("{name}=")),
+                "{name} is not in packaging/ingot.env"
+            );
+        }
+    }
+
+    #[test]
     fn the_default_key_file_follows_the_database() {
         let mut c = cfg(&[]).unwrap();
         c.set_db("/var/lib/ingot/x.db".into());
