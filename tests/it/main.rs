@@ -4,6 +4,7 @@
 mod binary;
 mod credentials;
 mod delivery;
+mod edge;
 mod errors;
 mod harness;
 mod peers;

@@ -1,0 +1,49 @@
+//! The HTTP edge under load: bursts of keep-alive connections.
+
+use crate::harness::Server;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Reads one HTTP response (headers and a Content-Length body) from a keep-alive connection.
+fn read_response(s: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    Ok((head, body))
+}
+
+#[test]
+fn a_burst_of_keep_alive_connections_is_served_while_all_stay_open() {
+    for _round in 0..3 {
+        let s = Server::start();
+        let addr = s.base.trim_start_matches("http://").to_string();
+        // Open every connection at once and keep them all open: a connection queued behind
+        // another keep-alive connection would wait until one of them closed, which none does.
+        let mut conns: Vec<TcpStream> = (0..48).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+        for c in &mut conns {
+            c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        }
+        for (i, c) in conns.iter_mut().enumerate() {
+            let (head, _) = read_response(c).unwrap_or_else(|e| panic!("connection {i} got no answer: {e}"));
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        }
+    }
+}
