@@ -55,7 +55,10 @@ fn load_secrets(config: &Config, may_create: bool) -> anyhow::Result<Secrets> {
             p.display()
         );
     }
-    if recorded.is_none() && may_create {
+    // Only the default file beside the database is ever made here: a key named by
+    // INGOT_MASTER_KEY_FILE that is missing is a mistake to report, not a key to invent.
+    let default_file = config.master_key == MasterKeySource::File(crate::config::default_key_file(&config.db));
+    if recorded.is_none() && may_create && (default_file || !missing_file) {
         let (secrets, created) = Secrets::load_or_create(&config.master_key)?;
         if created {
             log::info!(

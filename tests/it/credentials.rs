@@ -302,6 +302,23 @@ fn rotate_master_reseals_every_secret_while_the_server_keeps_serving() {
 }
 
 #[test]
+fn a_named_master_key_file_that_is_missing_is_an_error_not_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::harness::config_for(dir.path());
+    let named = dir.path().join("elsewhere.key");
+    config.master_key = MasterKeySource::File(named.clone());
+    let e = ingot::start(config.clone(), std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .err()
+        .unwrap();
+    assert!(format!("{e:#}").contains("elsewhere.key"), "{e:#}");
+    assert!(!named.exists());
+    // Given an existing file, that key is used.
+    std::fs::write(&named, ingot::ids::hex(&ingot::ids::random_bytes(32))).unwrap();
+    let s = Server::start_with(dir, config);
+    assert_eq!(s.get("/users").status, 200);
+}
+
+#[test]
 fn a_database_without_its_master_key_refuses_to_start() {
     let mut s = Server::start();
     s.create_user("k");
