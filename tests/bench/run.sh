@@ -13,7 +13,8 @@
 #      median req/s, p50 and p99 of each, and the ratio ingot/PocketBase;
 #   5. checks durability: PocketBase's SQLite pragmas (via a throwaway instance with a JS hook)
 #      and, if strace is present, the fsync calls each server makes for 200 sequential creates.
-# Servers are killed on exit (trap). Total run time is about 3-4 minutes on 2 cores.
+# Servers are killed on exit (trap). Total run time is about 2.5-3 minutes on 2 cores, plus the
+# build. Knobs: BENCH_CONCURRENCY, BENCH_SECONDS, BENCH_REPS, BENCH_SEED, BENCH_WRITES, BENCH_KEEP=1.
 #
 # Mapping (both servers get the same concurrency, the same page size, a random pool of ids):
 #   op      ingot                              PocketBase
@@ -193,6 +194,12 @@ for f in seed-ingot seed-pb tok-pb; do
     log "$f: $n ids"
 done
 
+# Both list calls must return a full page, or the comparison is off.
+ni=$(curl -fsS -H "$IAUTH" "$IURL/users?limit=$PAGE" | python3 -c 'import sys,json; print(len(json.load(sys.stdin)["data"]))')
+np=$(curl -fsS -H "$PAUTH" "$PURL/api/collections/bench_users/records?perPage=$PAGE&skipTotal=1" | python3 -c 'import sys,json; print(len(json.load(sys.stdin)["items"]))')
+log "one list call returns $ni users from ingot, $np records from PocketBase (page size $PAGE)"
+[ "$ni" = "$PAGE" ] && [ "$np" = "$PAGE" ] || { echo "a list call did not return a full page" >&2; exit 1; }
+
 log "warm-up (unrecorded): 1 s of get and list on each"
 for srv in ingot pb; do
     if [ "$srv" = ingot ]; then
@@ -309,7 +316,7 @@ print("ratio = ingot req/s / PocketBase req/s; errors = non-2xx or I/O failures 
 print("min/conn = fewest responses one connection got in any run (near 0 = a starved connection).")
 print(f"PocketBase token = impersonate on an auth collection of {toku} records; list uses skipTotal=1.")
 print(f"machine: {ncpu} cores shared by both servers and the load generator; load average at start "
-      f"{load0}, at end {load1} (other work on the machine shows up here).")
+      f"{load0}, at end {load1} (the end figure includes this benchmark's own ~100 threads).")
 
 # Where ingot's time goes: handler time from its access log (all requests of the run).
 pat = re.compile(r"ingot::access\] (\w+) (\S+) (\d+) (\d+)us")
