@@ -139,18 +139,18 @@ pub fn query(conn: &Connection, q: &Query) -> Result<(Vec<ErrorLog>, i64)> {
     const WHERE: &str = "WHERE env = ?1 AND (?2 IS NULL OR workflow_id = ?2) AND (?3 IS NULL OR user_id = ?3) \
                          AND (?4 IS NULL OR block_type = ?4) AND (?5 IS NULL OR execution_id = ?5) \
                          AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at <= ?7)";
-    let args = params![
-        q.env.as_str(),
-        q.workflow_id,
-        q.user_id,
-        q.block_type,
-        q.execution_id,
-        q.from_ms,
-        q.to_ms
+    let filters: [&dyn rusqlite::ToSql; 7] = [
+        &q.env.as_str(),
+        &q.workflow_id,
+        &q.user_id,
+        &q.block_type,
+        &q.execution_id,
+        &q.from_ms,
+        &q.to_ms,
     ];
     let total: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM error_logs {WHERE}"))?
-        .query_row(args, |r| r.get(0))?;
+        .query_row(&filters[..], |r| r.get(0))?;
     // The sort column comes from SORTABLE, never from input.
     let order = if q.descending { "DESC" } else { "ASC" };
     let sql = format!(
@@ -158,20 +158,8 @@ pub fn query(conn: &Connection, q: &Query) -> Result<(Vec<ErrorLog>, i64)> {
         col = q.sort_column
     );
     let mut st = conn.prepare_cached(&sql)?;
-    let rows = st.query_map(
-        params![
-            q.env.as_str(),
-            q.workflow_id,
-            q.user_id,
-            q.block_type,
-            q.execution_id,
-            q.from_ms,
-            q.to_ms,
-            q.limit,
-            q.skip
-        ],
-        from_row,
-    )?;
+    let page: [&dyn rusqlite::ToSql; 2] = [&q.limit, &q.skip];
+    let rows = st.query_map(rusqlite::params_from_iter(filters.iter().chain(page.iter())), from_row)?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 

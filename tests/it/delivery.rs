@@ -15,17 +15,9 @@ fn fast_server(schedule: &str) -> Server {
 /// Installs a one-block failing workflow for a new user; returns (user id, workflow id).
 fn failing_workflow(s: &Server, username: &str) -> (String, String) {
     let integration = json!({ "name": format!("fails-{username}"), "app": "demo", "workflows": [{ "name": "boom", "blocks": [{ "type": "fail", "name": "Refuse", "message": "Upstream said no" }] }] });
-    let iid = s.post("/integrations", integration).json["integrationId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let iid = s.create_integration(integration);
     let user = s.create_user(username);
-    let wf = s
-        .post(&format!("/users/{user}/integrations/{iid}/install"), json!({}))
-        .json["data"][0]["workflowId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let wf = s.install(&user, &iid).remove(0);
     (user, wf)
 }
 

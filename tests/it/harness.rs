@@ -175,6 +175,28 @@ impl Server {
         }
     }
 
+    /// Creates an integration and returns its id.
+    pub fn create_integration(&self, body: Value) -> String {
+        let r = self.post("/integrations", body);
+        assert_eq!(r.status, 200, "{}", r.json);
+        r.json["integrationId"].as_str().unwrap().to_string()
+    }
+
+    /// Installs an integration for a user; returns the workflow ids, in template order.
+    pub fn install(&self, user: &str, integration: &str) -> Vec<String> {
+        let r = self.post(
+            &format!("/users/{user}/integrations/{integration}/install"),
+            serde_json::json!({}),
+        );
+        assert_eq!(r.status, 200, "{}", r.json);
+        r.json["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["workflowId"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// Creates a user and returns its id.
     pub fn create_user(&self, username: &str) -> String {
         let r = self.post("/users", serde_json::json!({ "username": username }));

@@ -284,12 +284,7 @@ fn a_user_token_sees_and_changes_only_its_own_workflows() {
         .as_str()
         .unwrap()
         .to_string();
-    let wf_b = s
-        .post(&format!("/users/{b}/integrations/{iid}/install"), json!({}))
-        .json["data"][0]["workflowId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let wf_b = s.install(&b, &iid).remove(0);
     let token = s.token(&a);
     let mine = s.as_user(&token, "GET", "/workflows", None);
     assert_eq!(mine.status, 200);
