@@ -156,10 +156,14 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
         rq.method().as_str().to_string(),
         rq.url().split('?').next().unwrap_or("").to_string(),
     );
-    let resp = match req {
+    let mut resp = match req {
+        Ok(req) if req.method == "OPTIONS" => preflight(),
         Ok(req) => dispatch_caught(ctx, &req),
         Err(e) => e.into_resp(),
     };
+    // The embedded modal calls from the customer's pages with a user token in a header (never a
+    // cookie), so any origin may read the answers.
+    resp.headers.push(("Access-Control-Allow-Origin", "*".into()));
     log::info!(target: "ingot::access", "{method} {path} {} {}us", resp.status, started.elapsed().as_micros());
     let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
     let content_type = tiny_http::Header::from_bytes("Content-Type", resp.content_type);
@@ -171,6 +175,26 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
     }
     if let Err(e) = rq.respond(out) {
         log::debug!("client went away before the response: {e}");
+    }
+}
+
+/// The answer to a CORS preflight: any origin, our methods and the headers clients send.
+fn preflight() -> Resp {
+    Resp {
+        status: 204,
+        body: Vec::new(),
+        content_type: "text/plain",
+        headers: vec![
+            (
+                "Access-Control-Allow-Methods",
+                "GET, POST, PUT, PATCH, DELETE, OPTIONS".into(),
+            ),
+            (
+                "Access-Control-Allow-Headers",
+                "Authorization, Content-Type, x-alloy-user-token, x-api-version".into(),
+            ),
+            ("Access-Control-Max-Age", "600".into()),
+        ],
     }
 }
 

@@ -47,3 +47,34 @@ fn a_burst_of_keep_alive_connections_is_served_while_all_stay_open() {
         }
     }
 }
+
+#[test]
+fn browsers_may_call_from_any_origin_with_a_user_token() {
+    let s = Server::start();
+    let user = s.create_user("browser");
+    let token = s.token(&user);
+    let pre = ureq::request("OPTIONS", &format!("{}/2024-03/session", s.base))
+        .set("Origin", "https://app.customer.example")
+        .set("Access-Control-Request-Method", "GET")
+        .set("Access-Control-Request-Headers", "x-alloy-user-token")
+        .call()
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    assert_eq!(pre.header("Access-Control-Allow-Origin"), Some("*"));
+    assert!(pre
+        .header("Access-Control-Allow-Headers")
+        .unwrap()
+        .contains("x-alloy-user-token"));
+    assert!(pre.header("Access-Control-Allow-Methods").unwrap().contains("PUT"));
+    let r = s.call(
+        "GET",
+        "/session",
+        &[
+            ("x-alloy-user-token", &token),
+            ("Origin", "https://app.customer.example"),
+        ],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+}
