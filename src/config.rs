@@ -37,8 +37,6 @@ pub struct Config {
     pub db: PathBuf,
     pub master_key: MasterKeySource,
     pub sync: SyncMode,
-    /// HTTP worker threads (each holds one read connection).
-    pub threads: usize,
     pub max_body: usize,
     /// The `iss` of user tokens.
     pub public_url: String,
@@ -59,7 +57,6 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_MASTER_KEY", "(unset)"),
     ("INGOT_MASTER_KEY_FILE", "<database>.key"),
     ("INGOT_SYNC", "full"),
-    ("INGOT_THREADS", "32"),
     ("INGOT_MAX_BODY", "1048576"),
     ("INGOT_PUBLIC_URL", "http://<listen>"),
     ("INGOT_TOKEN_LEEWAY", "5"),
@@ -90,10 +87,6 @@ impl Config {
             "normal" => SyncMode::Normal,
             other => bail!("INGOT_SYNC must be full or normal, not {other:?}"),
         };
-        let threads = parse_num(&get, "INGOT_THREADS", 32)?;
-        if !(1..=1024).contains(&threads) {
-            bail!("INGOT_THREADS must be between 1 and 1024");
-        }
         let max_body = parse_num(&get, "INGOT_MAX_BODY", 1 << 20)?;
         let token_leeway = parse_num(&get, "INGOT_TOKEN_LEEWAY", 5)? as u64;
         if token_leeway > 300 {
@@ -124,7 +117,6 @@ impl Config {
             db,
             master_key,
             sync,
-            threads,
             max_body,
             public_url,
             token_leeway,
@@ -204,8 +196,8 @@ mod tests {
     fn bad_values_are_refused_with_the_variable_named() {
         let e = cfg(&[("INGOT_SYNC", "sometimes")]).unwrap_err().to_string();
         assert!(e.contains("INGOT_SYNC"), "{e}");
-        let e = cfg(&[("INGOT_THREADS", "many")]).unwrap_err().to_string();
-        assert!(e.contains("INGOT_THREADS"), "{e}");
+        let e = cfg(&[("INGOT_WORKERS", "many")]).unwrap_err().to_string();
+        assert!(e.contains("INGOT_WORKERS"), "{e}");
         assert!(cfg(&[("INGOT_MASTER_KEY", "a"), ("INGOT_MASTER_KEY_FILE", "b")]).is_err());
     }
 

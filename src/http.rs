@@ -8,7 +8,8 @@ use rusqlite::Connection;
 use serde::Serialize;
 use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What a handler sees: the app and this thread's read connection.
@@ -127,25 +128,70 @@ impl Resp {
     }
 }
 
-/// Serves requests until `stop` is set; finishes the request in hand first.
-pub fn run_worker(app: &App, server: &tiny_http::Server, stop: &AtomicBool) {
-    let db = match app.store.reader() {
-        Ok(c) => c,
-        Err(e) => {
-            log::error!("worker could not open a read connection: {e}");
+/// The request side's shared state: whether the server is stopping, how many requests are in
+/// flight, and the idle read connections.
+///
+/// Requests are handled on their connection's own thread (tiny_http's per-connection thread),
+/// which saves a hand-off between threads per request. Read connections come from a pool: each
+/// is opened once and reused, never opened per request, and all of them close when the server
+/// stops (idle keep-alive connections may outlive the server; they get `503`).
+#[derive(Default)]
+pub struct Edge {
+    stop: AtomicBool,
+    in_flight: AtomicUsize,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Edge {
+    /// The function tiny_http calls for every request.
+    pub fn handler(app: Arc<App>, edge: Arc<Edge>) -> tiny_http::Handler {
+        Arc::new(move |rq| edge.serve(&app, rq))
+    }
+
+    fn serve(&self, app: &App, rq: tiny_http::Request) {
+        // Counted before the stop flag is read, so a stop waits for every request that saw it
+        // unset.
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _done = InFlight(&self.in_flight);
+        if self.stop.load(Ordering::SeqCst) {
+            let _ = rq.respond(
+                tiny_http::Response::from_string(r#"{"message":"the server is shutting down"}"#).with_status_code(503),
+            );
             return;
         }
-    };
-    let ctx = Ctx { app, db: &db };
-    while !stop.load(Ordering::SeqCst) {
-        match server.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(rq)) => handle(&ctx, rq),
-            Ok(None) => {}
+        let db = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let db = match db.map(Ok).unwrap_or_else(|| app.store.reader()) {
+            Ok(c) => c,
             Err(e) => {
-                log::error!("accepting requests failed: {e}");
-                break;
+                log::error!("could not open a read connection: {e}");
+                let _ = rq
+                    .respond(tiny_http::Response::from_string(r#"{"message":"internal error"}"#).with_status_code(500));
+                return;
             }
+        };
+        handle(&Ctx { app, db: &db }, rq);
+        if !self.stop.load(Ordering::SeqCst) {
+            self.readers.lock().unwrap_or_else(|p| p.into_inner()).push(db);
         }
+    }
+
+    /// Stops taking requests, waits (up to `patience`) for the ones in flight, and closes the
+    /// read connections.
+    pub fn stop(&self, patience: Duration) {
+        self.stop.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + patience;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -21,7 +21,6 @@ use anyhow::Context;
 use config::Config;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -68,8 +67,8 @@ impl App {
 /// A running server. Dropping it shuts the server down.
 pub struct ServerHandle {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
+    server: Option<tiny_http::Server>,
+    edge: Arc<http::Edge>,
     housekeeping: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     app: Arc<App>,
     /// The development API key made on the first start of an empty database, if this was it.
@@ -92,10 +91,9 @@ impl ServerHandle {
     }
 
     fn stop_now(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
+        // Stop accepting, then let the requests in flight finish.
+        self.server.take();
+        self.edge.stop(Duration::from_secs(30));
         self.app.engine.stop();
         self.app.delivery.stop();
         if let Some((tx, handle)) = self.housekeeping.take() {
@@ -118,11 +116,6 @@ impl Drop for ServerHandle {
 pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHandle> {
     let (store, first_key) = admin::open_store(&config)?;
     let addr = listener.local_addr().context("while reading the listener's address")?;
-    let server = Arc::new(
-        tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| anyhow::anyhow!("while starting the HTTP server: {e}"))?,
-    );
-    let threads = config.threads;
     let schedule = config.retry_schedule.clone();
     let app = Arc::new(App {
         config,
@@ -138,17 +131,10 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
     }
     engine::Engine::start(&app, app.config.workers).context("while resuming queued runs")?;
     delivery::Deliverer::start(&app).context("while starting the delivery threads")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::with_capacity(threads);
-    for i in 0..threads {
-        let (app, server, stop) = (app.clone(), server.clone(), stop.clone());
-        workers.push(
-            std::thread::Builder::new()
-                .name(format!("ingot-http-{i}"))
-                .spawn(move || http::run_worker(&app, &server, &stop))
-                .context("while starting the worker threads")?,
-        );
-    }
+    let edge = Arc::new(http::Edge::default());
+    let server =
+        tiny_http::Server::from_listener_with_handler(listener, http::Edge::handler(app.clone(), edge.clone()))
+            .map_err(|e| anyhow::anyhow!("while starting the HTTP server: {e}"))?;
     let (tx, rx) = mpsc::channel::<()>();
     let hk_app = app.clone();
     let hk = std::thread::Builder::new()
@@ -162,8 +148,8 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
     log::info!("listening on http://{addr} with database {}", app.config.db.display());
     Ok(ServerHandle {
         addr,
-        stop,
-        workers,
+        server: Some(server),
+        edge,
         housekeeping: Some((tx, hk)),
         app,
         first_key,

@@ -105,7 +105,7 @@ KEY=$(grep -o 'INGOT_DEV_KEY=[^ ]*' "$WORK/ingot.log" | head -n 1 | cut -d= -f2)
 [ -n "$KEY" ] || { echo "ingot printed no INGOT_DEV_KEY" >&2; cat "$WORK/ingot.log" >&2; exit 1; }
 IURL="http://127.0.0.1:$IPORT"
 IAUTH="Authorization: Bearer $KEY"
-log "ingot up at $IURL (pid $INGOT_PID, INGOT_THREADS=${INGOT_THREADS:-32 (default)}, INGOT_SYNC=${INGOT_SYNC:-full (default)})"
+log "ingot up at $IURL (pid $INGOT_PID, INGOT_SYNC=${INGOT_SYNC:-full (default)})"
 
 PPORT=$(free_port)
 PB_EMAIL=bench@example.com

@@ -29,7 +29,6 @@ fn spawn_with(db: &Path, vars: &[(&str, &str)]) -> Spawned {
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)
         .env_remove("INGOT_MASTER_KEY")
-        .env("INGOT_THREADS", "8")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -48,7 +48,6 @@ pub fn config_for(dir: &Path) -> Config {
     Config::from_vars(|k| match k {
         "INGOT_LISTEN" => Some("127.0.0.1:0".into()),
         "INGOT_DB" => Some(db.clone()),
-        "INGOT_THREADS" => Some("8".into()),
         _ => None,
     })
     .unwrap()

@@ -116,6 +116,9 @@ pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
+
+/// ingot: a function that handles a request on its connection's thread.
+pub type Handler = Arc<dyn Fn(Request) + Send + Sync>;
 pub use test::TestRequest;
 
 mod client;
@@ -245,7 +248,24 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
+        Self::build(listener.into(), ssl_config, None)
+    }
+
+    /// ingot: builds a server that runs `handler` on each connection's own thread for every
+    /// plain-HTTP request, instead of queueing requests for `recv()`. That saves a hand-off
+    /// between threads (two wake-ups) per request. `recv()` then only sees accept errors.
+    pub fn from_listener_with_handler<L: Into<Listener>>(
+        listener: L,
+        handler: Handler,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::build(listener.into(), None, Some(handler))
+    }
+
+    fn build(
+        listener: Listener,
+        ssl_config: Option<SslConfig>,
+        handler: Option<Handler>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -321,6 +341,7 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let handler = handler.clone();
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
@@ -330,6 +351,10 @@ impl Server {
                                     for rq in client {
                                         messages.push(rq.with_notify_sender(sender.clone()).into());
                                         receiver.recv().unwrap();
+                                    }
+                                } else if let Some(handler) = &handler {
+                                    for rq in client {
+                                        handler(rq);
                                     }
                                 } else {
                                     for rq in client {
