@@ -1,9 +1,10 @@
 //! The SQLite store: connections, migrations, the group-commit writer and sealed secrets.
 //!
 //! # Concurrency design
-//! - **Reads** run on per-thread connections: every HTTP worker opens one read connection when
-//!   it starts and keeps it for its life. In WAL mode readers never wait for the writer, so reads
-//!   scale with the worker threads.
+//! - **Reads** run concurrently, each on a connection of its own: a request takes an idle read
+//!   connection from the pool in `http::Edge` (opened once, reused, never opened per request) for
+//!   as long as it runs, and the run and delivery threads each keep one for their life. In WAL
+//!   mode readers never wait for the writer, so reads scale with the connections being served.
 //! - **Writes** go through one writer thread that owns the only write connection. A request
 //!   thread sends its write as a closure and blocks until it is durable. The writer takes every
 //!   write that is waiting (up to [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction
