@@ -154,19 +154,19 @@ impl Edge {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let _done = InFlight(&self.in_flight);
         if self.stop.load(Ordering::SeqCst) {
-            let _ = rq.respond(
-                tiny_http::Response::from_string(r#"{"message":"the server is shutting down"}"#).with_status_code(503),
+            return send(
+                rq,
+                ApiError::Unavailable("a request arrived during shutdown".into()).into_resp(),
             );
-            return;
         }
         let db = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let db = match db.map(Ok).unwrap_or_else(|| app.store.reader()) {
             Ok(c) => c,
             Err(e) => {
-                log::error!("could not open a read connection: {e}");
-                let _ = rq
-                    .respond(tiny_http::Response::from_string(r#"{"message":"internal error"}"#).with_status_code(500));
-                return;
+                return send(
+                    rq,
+                    ApiError::Internal(format!("could not open a read connection: {e}")).into_resp(),
+                )
             }
         };
         handle(&Ctx { app, db: &db }, rq);
@@ -202,15 +202,20 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
         rq.method().as_str().to_string(),
         rq.url().split('?').next().unwrap_or("").to_string(),
     );
-    let mut resp = match req {
+    let resp = match req {
         Ok(req) if req.method == "OPTIONS" => preflight(),
         Ok(req) => dispatch_caught(ctx, &req),
         Err(e) => e.into_resp(),
     };
+    log::info!(target: "ingot::access", "{method} {path} {} {}us", resp.status, started.elapsed().as_micros());
+    send(rq, resp);
+}
+
+/// Writes a response out; a client that went away is only worth a debug line.
+fn send(rq: tiny_http::Request, mut resp: Resp) {
     // The embedded modal calls from the customer's pages with a user token in a header (never a
     // cookie), so any origin may read the answers.
     resp.headers.push(("Access-Control-Allow-Origin", "*".into()));
-    log::info!(target: "ingot::access", "{method} {path} {} {}us", resp.status, started.elapsed().as_micros());
     let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
     let content_type = tiny_http::Header::from_bytes("Content-Type", resp.content_type);
     out.add_header(content_type.expect("static header"));
