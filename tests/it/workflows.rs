@@ -206,6 +206,14 @@ fn installing_gives_one_workflow_per_template_workflow_and_never_duplicates() {
         .status,
         404
     );
+    let by_parent = s.get(&format!("/users?parentWorkflowId={parent}"));
+    let ids: Vec<&str> = by_parent.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![user.as_str()], "only the user who installed it");
     let users = s.get(&format!("/workflows/{parent}/users"));
     assert_eq!(users.status, 200);
     let row = &users.json["data"][0];
