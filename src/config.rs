@@ -48,6 +48,9 @@ pub struct Config {
     pub integrations_file: Option<PathBuf>,
     /// Delays before each retry of a failed delivery.
     pub retry_schedule: Vec<std::time::Duration>,
+    /// How long an idle delivery thread sleeps unwoken; not a variable (the threads are woken
+    /// on every write), only tests lengthen it to show that nothing waits for it.
+    pub delivery_idle_wait: std::time::Duration,
 }
 
 /// Every variable this program reads, with its default, as documented in `packaging/ingot.env`.
@@ -123,6 +126,7 @@ impl Config {
             workers,
             integrations_file,
             retry_schedule,
+            delivery_idle_wait: crate::delivery::IDLE_WAIT,
         })
     }
 

@@ -209,12 +209,15 @@ fn run(app: &App, db: &Connection, id: &str) -> Result<(), StoreError> {
     }
     let error =
         failure.map(|(b, message)| error_logs::new_log(env, &user.id, &wf.id, id, &b.id, &b.kind, &b.name, &message));
-    let status = if error.is_some() {
-        executions::FAILED
-    } else {
-        executions::SUCCEEDED
+    let (status, wrote_error) = match error {
+        Some(_) => (executions::FAILED, true),
+        None => (executions::SUCCEEDED, false),
     };
     finish(status, Value::Array(results), error)?;
+    if wrote_error {
+        // The error log's deliveries committed with it: send them now, not at the next poll.
+        app.delivery.wake();
+    }
     Ok(())
 }
 

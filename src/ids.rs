@@ -1,7 +1,28 @@
 //! Identifiers and timestamps: ObjectId-style ids, UUIDs, random secrets and RFC 3339 times.
 
 use rand::RngCore;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The clock that time-limited rules read (how long a rotated-out webhook secret keeps
+/// signing): the system clock plus an offset that tests move forward instead of waiting.
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset_ms: AtomicI64,
+}
+
+impl Clock {
+    /// Milliseconds since the Unix epoch, as this clock reads.
+    pub fn now_ms(&self) -> i64 {
+        now_ms() + self.offset_ms.load(Ordering::SeqCst)
+    }
+
+    /// Moves the clock forward by `ms` (a test seam).
+    #[doc(hidden)]
+    pub fn advance(&self, ms: i64) {
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> i64 {

@@ -34,6 +34,7 @@ pub struct App {
     pub signing: SigningKeys,
     pub engine: engine::Engine,
     pub delivery: delivery::Deliverer,
+    pub clock: ids::Clock,
     /// API key id → last use (ms), written to the database in the background so that reads
     /// stay reads.
     key_uses: Mutex<HashMap<String, i64>>,
@@ -116,13 +117,15 @@ impl Drop for ServerHandle {
 pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHandle> {
     let (store, first_key) = admin::open_store(&config)?;
     let addr = listener.local_addr().context("while reading the listener's address")?;
-    let schedule = config.retry_schedule.clone();
+    let mut delivery = delivery::Deliverer::new(config.retry_schedule.clone());
+    delivery.idle_wait = config.delivery_idle_wait;
     let app = Arc::new(App {
         config,
         store,
         signing: SigningKeys::default(),
         engine: engine::Engine::default(),
-        delivery: delivery::Deliverer::new(schedule),
+        delivery,
+        clock: ids::Clock::default(),
         key_uses: Mutex::default(),
     });
     if let Some(path) = &app.config.integrations_file {

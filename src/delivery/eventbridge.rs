@@ -163,7 +163,7 @@ pub fn send_batch(app: &App, db: &Connection, due: &[Delivery]) {
         cfg["region"].as_str().unwrap_or(""),
         cfg["eventBusName"].as_str().unwrap_or("default"),
     );
-    let secret = match targets::open_secrets(&app.store.secrets, &target) {
+    let secret = match targets::open_secrets(&app.store.secrets, &target, app.clock.now_ms()) {
         Ok((Some(s), _)) => s,
         Ok((None, _)) => return retry_all("no secret access key is configured".into()),
         Err(e) => {

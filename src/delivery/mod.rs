@@ -26,6 +26,9 @@ pub const DEFAULT_SCHEDULE_SECS: &[f64] = &[5.0, 300.0, 1800.0, 7200.0, 18000.0,
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest `Retry-After` we wait for.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How long an idle delivery thread waits before looking at the outbox again unwoken (it is
+/// woken whenever a delivery is written; this only catches another process's writes).
+pub const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// What one attempt came to.
 #[derive(Debug)]
@@ -55,6 +58,8 @@ pub struct Deliverer {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Delays before retries; `len() + 1` attempts in all.
     pub schedule: Vec<Duration>,
+    /// The longest wait between looks at the outbox when nothing wakes the thread.
+    pub idle_wait: Duration,
     /// For webhooks: no redirects, and no link-local or metadata addresses, whatever DNS says.
     pub webhook_http: ureq::Agent,
     pub aws_http: ureq::Agent,
@@ -68,6 +73,7 @@ impl Deliverer {
             stop: AtomicBool::new(false),
             threads: Mutex::default(),
             schedule,
+            idle_wait: IDLE_WAIT,
             webhook_http: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(5))
                 .timeout(SEND_TIMEOUT)
@@ -169,13 +175,14 @@ fn run_target(app: &Arc<App>, target: &'static str) {
             Ok(due) => due,
             Err(e) => {
                 log::error!("{target} delivery could not read the outbox: {e}");
-                d.wait(seen, Duration::from_secs(1));
+                d.wait(seen, d.idle_wait);
                 continue;
             }
         };
         if due.is_empty() {
             let next = deliveries::next_due_at(&db, target).ok().flatten();
-            let wait_ms = next.map(|n| (n - ids::now_ms()).clamp(1, 1000)).unwrap_or(1000);
+            let idle = d.idle_wait.as_millis() as i64;
+            let wait_ms = next.map(|n| (n - ids::now_ms()).clamp(1, idle)).unwrap_or(idle);
             d.wait(seen, Duration::from_millis(wait_ms as u64));
             continue;
         }

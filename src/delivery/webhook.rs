@@ -120,7 +120,8 @@ pub fn send(app: &App, db: &Connection, d: &Delivery) -> Outcome {
         Err(e) => return retry(format!("could not read the error log: {e}")),
     };
     let body = log.document().to_string().into_bytes();
-    let (secret, previous) = match targets::open_secrets(&app.store.secrets, &target) {
+    let now = app.clock.now_ms();
+    let (secret, previous) = match targets::open_secrets(&app.store.secrets, &target, now) {
         Ok((Some(s), p)) => (s, p),
         Ok((None, _)) => {
             return Outcome::Give {
@@ -133,7 +134,7 @@ pub fn send(app: &App, db: &Connection, d: &Delivery) -> Outcome {
             return retry("the webhook secret could not be opened".into());
         }
     };
-    let timestamp = ids::now_ms() / 1000;
+    let timestamp = now / 1000;
     let mut signature = match sign(&secret, &log.id, timestamp, &body) {
         Ok(s) => s,
         Err(e) => return retry(e),

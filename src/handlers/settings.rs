@@ -4,7 +4,7 @@ use super::{auth, json_body, query_number, Body};
 use crate::delivery::webhook;
 use crate::error::ApiError;
 use crate::http::{Ctx, Req, Resp};
-use crate::ids::{self, rfc3339};
+use crate::ids::rfc3339;
 use crate::store::{deliveries, targets, Env};
 use serde_json::{json, Value};
 
@@ -107,7 +107,7 @@ pub fn rotate_webhook_secret(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     }
     let secret = webhook::new_secret();
     let (secrets, shown) = (ctx.app.store.secrets.clone(), secret.clone());
-    let until = ids::now_ms() + PREVIOUS_SECRET_MS;
+    let until = ctx.app.clock.now_ms() + PREVIOUS_SECRET_MS;
     let t = ctx
         .app
         .store

@@ -87,7 +87,8 @@ pub fn revoke(conn: &Connection, id: &str) -> Result<()> {
 /// The id and environment of a live key matching `presented`, or `None`.
 pub fn authenticate(conn: &Connection, presented: &str) -> Result<Option<(String, Env)>> {
     let mut parts = presented.splitn(4, '_');
-    let (Some("ingot"), Some(_env), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some("ingot"), Some(env_word), Some(id), Some(secret)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Ok(None);
     };
@@ -102,7 +103,11 @@ pub fn authenticate(conn: &Connection, presented: &str) -> Result<Option<(String
     if !crypto::constant_time_eq(&hash, &presented_hash) {
         return Ok(None);
     }
-    Ok(Env::parse(&env).map(|e| (id.to_string(), e)))
+    // The environment word is part of the key as it was shown: a key presented under the other
+    // environment's word is not that key.
+    Ok(Env::parse(&env)
+        .filter(|e| prefix(*e) == env_word)
+        .map(|e| (id.to_string(), e)))
 }
 
 /// Records when keys were last used (batched by the caller; see `handlers::auth`).

@@ -35,6 +35,7 @@ use crate::crypto::CryptoError;
 use rusqlite::{Connection, OpenFlags};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -152,6 +153,49 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
 type Reply = Box<dyn FnOnce(Option<StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 
+/// What the writer has done, counted where SQLite reports it (its commit hook), so that the
+/// counts say what reached the disk rather than what the writer meant to do.
+#[derive(Default)]
+pub struct WriterStats {
+    /// Transactions SQLite committed on the write connection.
+    commits: AtomicU64,
+    /// Writes handed to the writer and not yet taken into a batch.
+    queued: AtomicUsize,
+    /// Commits still to be turned into rollbacks (a fault seam for tests).
+    veto: AtomicUsize,
+}
+
+impl WriterStats {
+    /// Transactions committed so far on the write connection.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::SeqCst)
+    }
+
+    /// Writes waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Makes the next `n` commits fail (SQLite rolls them back), as a full disk would. For
+    /// tests that show a caller never hears success for a write that did not commit.
+    #[doc(hidden)]
+    pub fn fail_next_commits(&self, n: usize) {
+        self.veto.store(n, Ordering::SeqCst);
+    }
+
+    /// The commit hook: counts a commit, or vetoes it while a veto is pending.
+    fn on_commit(&self) -> bool {
+        let vetoed = self
+            .veto
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !vetoed {
+            self.commits.fetch_add(1, Ordering::SeqCst);
+        }
+        vetoed
+    }
+}
+
 /// The database: where it is, the writer thread, and the keys that seal its secrets.
 pub struct Store {
     path: PathBuf,
@@ -159,6 +203,7 @@ pub struct Store {
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     pub secrets: Arc<Secrets>,
+    pub stats: Arc<WriterStats>,
 }
 
 impl Store {
@@ -166,16 +211,21 @@ impl Store {
     pub fn open(path: &Path, sync: SyncMode, secrets: Arc<Secrets>) -> anyhow::Result<Store> {
         let mut conn = open_connection(path, sync)?;
         migrate(&mut conn)?;
+        let stats = Arc::new(WriterStats::default());
+        let hook = stats.clone();
+        conn.commit_hook(Some(move || hook.on_commit()))?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let queue = stats.clone();
         let writer = std::thread::Builder::new()
             .name("ingot-writer".into())
-            .spawn(move || run_writer(conn, rx))?;
+            .spawn(move || run_writer(conn, rx, &queue))?;
         Ok(Store {
             path: path.to_path_buf(),
             sync,
             sender: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             secrets,
+            stats,
         })
     }
 
@@ -200,10 +250,12 @@ impl Store {
             (ok, reply)
         });
         let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        sender
-            .ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?
-            .send(job)
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        let sender = sender.ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?;
+        self.stats.queued.fetch_add(1, Ordering::SeqCst);
+        if sender.send(job).is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable("the writer has stopped".into()));
+        }
         reply_rx
             .recv()
             .map_err(|_| StoreError::Unavailable("the write was abandoned (see the log)".into()))?
@@ -224,7 +276,7 @@ impl Drop for Store {
     }
 }
 
-fn run_writer(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn run_writer(conn: Connection, rx: mpsc::Receiver<Job>, stats: &WriterStats) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -233,6 +285,7 @@ fn run_writer(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        stats.queued.fetch_sub(batch.len(), Ordering::SeqCst);
         run_batch(&conn, batch);
     }
     log::debug!("writer stopped");

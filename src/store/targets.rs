@@ -133,8 +133,8 @@ pub fn rotate_secret(
     get(conn, env, target)?.ok_or(StoreError::NotFound)
 }
 
-/// Opens the target's secret, and the previous one while it is still valid.
-pub fn open_secrets(secrets: &Secrets, t: &Target) -> Result<(Option<String>, Option<String>)> {
+/// Opens the target's secret, and the previous one while it is still valid at `now_ms`.
+pub fn open_secrets(secrets: &Secrets, t: &Target, now_ms: i64) -> Result<(Option<String>, Option<String>)> {
     let open = |sealed: &Option<Vec<u8>>, which: &str| -> Result<Option<String>> {
         sealed
             .as_ref()
@@ -145,7 +145,7 @@ pub fn open_secrets(secrets: &Secrets, t: &Target) -> Result<(Option<String>, Op
             })
             .transpose()
     };
-    let previous = if t.previous_secret_until.is_some_and(|until| until > ids::now_ms()) {
+    let previous = if t.previous_secret_until.is_some_and(|until| until > now_ms) {
         open(&t.previous_secret_sealed, "previous")?
     } else {
         None

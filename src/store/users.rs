@@ -149,12 +149,18 @@ pub fn deactivate_workflows(conn: &Connection, env: Env, reference: &str) -> Res
 
 /// Erases a user's error logs (which outlive the user). A deleted user is named by id.
 pub fn delete_logs(conn: &Connection, env: Env, reference: &str) -> Result<usize> {
-    let user_id = match find(conn, env, reference)? {
-        Some(u) => u.id,
-        None if ids::is_object_id(reference) => reference.to_string(),
+    // A deleted user's logs stay until erased, so an id that no longer names a user is taken
+    // as long as this environment holds logs for it; otherwise the user is unknown here.
+    let (user_id, exists) = match find(conn, env, reference)? {
+        Some(u) => (u.id, true),
+        None if ids::is_object_id(reference) => (reference.to_string(), false),
         None => return Err(StoreError::NotFound),
     };
-    Ok(conn
+    let n = conn
         .prepare_cached("DELETE FROM error_logs WHERE env = ?1 AND user_id = ?2")?
-        .execute(params![env.as_str(), user_id])?)
+        .execute(params![env.as_str(), user_id])?;
+    if n == 0 && !exists {
+        return Err(StoreError::NotFound);
+    }
+    Ok(n)
 }

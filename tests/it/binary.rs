@@ -378,13 +378,19 @@ fn kill_9_while_errors_are_delivered_loses_no_delivery_and_no_log_line_holds_a_s
         .as_str()
         .unwrap()
         .to_string();
-    let mut acked = 0;
-    for i in 0..40 {
-        if i == 25 {
-            server.child.kill().unwrap(); // SIGKILL in the middle of runs and deliveries
-            let _ = server.child.wait();
-            break;
-        }
+    let attempted = || {
+        let (_, d) = call(&base, &key, "GET", "/settings/logging/deliveries", None);
+        d["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["attempts"].as_i64().unwrap_or(0) >= 1)
+    };
+    let (mut acked, mut after_attempt) = (0, None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // SIGKILL in the middle of runs and deliveries: runs keep being queued until a delivery
+    // attempt is on record, and five more after that.
+    while after_attempt.is_none_or(|n| n < 5) {
         if call(
             &base,
             &key,
@@ -396,7 +402,18 @@ fn kill_9_while_errors_are_delivered_loses_no_delivery_and_no_log_line_holds_a_s
         {
             acked += 1;
         }
+        after_attempt = match after_attempt {
+            Some(n) => Some(n + 1),
+            None if acked >= 5 && attempted() => Some(0),
+            None => None,
+        };
+        assert!(
+            std::time::Instant::now() < deadline && acked < 55,
+            "no delivery attempt was recorded"
+        );
     }
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
     let mut lines: Vec<String> = server.lines.iter().collect();
     let mut again = spawn_with(&db, &vars);
     let deadline = std::time::Instant::now() + Duration::from_secs(90);

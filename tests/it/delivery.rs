@@ -61,6 +61,30 @@ fn webhook_to(s: &Server, peer: &WebhookPeer) -> String {
     secret
 }
 
+/// Milliseconds since the epoch of an RFC 3339 UTC time such as `2021-09-30T12:46:10.562Z`.
+fn epoch_ms(t: &str) -> i64 {
+    let field = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
+    let (y, m, d) = (field(0..4), field(5..7), field(8..10));
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    let secs = ((days * 24 + field(11..13)) * 60 + field(14..16)) * 60 + field(17..19);
+    secs * 1000 + field(20..23)
+}
+
+#[test]
+fn epoch_ms_reads_rfc3339_across_midnight() {
+    assert_eq!(epoch_ms("1970-01-01T00:00:00.000Z"), 0);
+    assert_eq!(epoch_ms("2021-09-30T12:46:10.562Z"), 1_633_005_970_562);
+    assert_eq!(
+        epoch_ms("2026-01-01T00:00:00.100Z") - epoch_ms("2025-12-31T23:59:59.900Z"),
+        200
+    );
+}
+
 fn deliveries(s: &Server, query: &str) -> Vec<Value> {
     let r = s.get(&format!("/settings/logging/deliveries{query}"));
     assert_eq!(r.status, 200, "{}", r.json);
@@ -230,13 +254,8 @@ fn retry_after_is_honoured_and_exhausted_deliveries_fail_until_retried() {
     assert_eq!(log[0]["statusCode"], 429);
     let gap = |a: &Value| a["attemptedAt"].as_str().unwrap().to_string();
     assert!(gap(&log[1]).as_str() > gap(&log[0]).as_str());
-    // Milliseconds into the day of an RFC 3339 time (the two attempts are seconds apart).
-    let ms = |t: &str| -> i64 {
-        let field = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
-        ((field(11..13) * 60 + field(14..16)) * 60 + field(17..19)) * 1000 + field(20..23)
-    };
     assert!(
-        ms(&gap(&log[1])) - ms(&gap(&log[0])) >= 950,
+        epoch_ms(&gap(&log[1])) - epoch_ms(&gap(&log[0])) >= 950,
         "Retry-After: 1 was not honoured: {log:?}"
     );
 
@@ -285,6 +304,23 @@ fn a_410_disables_the_webhook_and_turning_it_off_stops_new_deliveries() {
     assert!(settings.json["failing"].as_str().unwrap().contains("410"));
     fail_times(&s, &user, &wf, 2);
     assert_eq!(deliveries(&s, "").len(), 1, "a disabled webhook gets no new deliveries");
+
+    // Switched back on, it delivers; switched off by hand, it takes nothing new.
+    let on = s.req("PUT", "/settings/logging/webhook", Some(&json!({ "enabled": true })));
+    assert_eq!(on.status, 200, "{}", on.json);
+    assert_eq!(on.json["enabled"], true);
+    fail_times(&s, &user, &wf, 1);
+    wait_deliveries(&s, "?status=delivered", "delivered once on", |d| d.len() == 1);
+    let off = s.req("PUT", "/settings/logging/webhook", Some(&json!({ "enabled": false })));
+    assert_eq!(off.status, 200, "{}", off.json);
+    assert_eq!(s.get("/settings/logging/webhook").json["enabled"], false);
+    fail_times(&s, &user, &wf, 2);
+    assert_eq!(
+        deliveries(&s, "").len(),
+        2,
+        "a webhook turned off by PUT gets no new deliveries"
+    );
+    assert_eq!(peer.accepted_ids().len(), 1);
 }
 
 #[test]
@@ -423,4 +459,132 @@ fn delivery_secrets_never_reach_the_database_file_in_plain_text() {
         again.json["secretAccessKey"].as_str().unwrap(),
         format!("****{}", &aws_secret[aws_secret.len() - 4..])
     );
+}
+
+/// The signatures in a `webhook-signature` header, sorted.
+fn signatures_of(got: &crate::receiver::Got) -> Vec<String> {
+    let mut sigs: Vec<String> = got
+        .header("webhook-signature")
+        .unwrap()
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    sigs.sort();
+    sigs
+}
+
+/// What each of `secrets` signs for this request, sorted.
+fn expected_signatures(got: &crate::receiver::Got, secrets: &[&str]) -> Vec<String> {
+    let id = got.header("webhook-id").unwrap();
+    let ts: i64 = got.header("webhook-timestamp").unwrap().parse().unwrap();
+    let mut sigs: Vec<String> = secrets
+        .iter()
+        .map(|s| ingot::delivery::webhook::sign(s, id, ts, got.body.as_bytes()).unwrap())
+        .collect();
+    sigs.sort();
+    sigs
+}
+
+#[test]
+fn a_rotated_out_secret_stops_signing_after_24_hours() {
+    let s = fast_server("0.05");
+    let rx = crate::receiver::Receiver::start();
+    let r = s.req(
+        "PUT",
+        "/settings/logging/webhook",
+        Some(&json!({ "url": format!("{}/hook", rx.url) })),
+    );
+    let old = r.json["secret"].as_str().unwrap().to_string();
+    let new = s.post("/settings/logging/webhook/rotate-secret", json!({})).json["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (user, wf) = failing_workflow(&s, "clocked");
+    let received = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rx.requests().len() < n {
+            assert!(Instant::now() < deadline, "webhook {n} never arrived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        rx.requests()[n - 1].clone()
+    };
+    // A minute before the day is out, both secrets sign.
+    s.app().clock.advance(24 * 3600 * 1000 - 60_000);
+    fail_times(&s, &user, &wf, 1);
+    let got = received(1);
+    assert_eq!(signatures_of(&got), expected_signatures(&got, &[&new, &old]));
+    // A minute after, only the new one.
+    s.app().clock.advance(120_000);
+    fail_times(&s, &user, &wf, 1);
+    let got = received(2);
+    assert_eq!(signatures_of(&got), expected_signatures(&got, &[&new]));
+}
+
+#[test]
+fn an_error_log_wakes_the_delivery_threads_at_once() {
+    // Unwoken, the delivery threads would sleep for an hour: a delivery within the test's
+    // deadline shows that writing the error log woke them.
+    let s = Server::start_configured(|c| c.delivery_idle_wait = Duration::from_secs(3600));
+    let peer = WebhookPeer::start();
+    webhook_to(&s, &peer);
+    // Let the threads go back to sleep after the settings write woke them.
+    std::thread::sleep(Duration::from_millis(300));
+    let (user, wf) = failing_workflow(&s, "woken");
+    fail_times(&s, &user, &wf, 1);
+    peer.wait_until("the error", |st| st["accepted"].as_array().unwrap().len() == 1);
+}
+
+#[test]
+fn after_rotate_master_and_a_restart_on_the_new_key_alone_both_targets_still_deliver() {
+    let moto = Moto::start();
+    let peer = WebhookPeer::start();
+    let mut s = fast_server("0.1,0.1");
+    let old = webhook_to(&s, &peer);
+    let new = s.post("/settings/logging/webhook/rotate-secret", json!({})).json["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.req(
+        "PUT",
+        "/settings/logging/eventbridge",
+        Some(&moto.settings(moto.secret())),
+    );
+    assert_eq!(r.status, 200, "{}", r.json);
+    let (user, wf) = failing_workflow(&s, "resealed");
+
+    let ingot::config::MasterKeySource::File(key_file) = s.config.master_key.clone() else {
+        panic!("the test server keeps its key in a file")
+    };
+    let old_key = ingot::crypto::Keyring::read_file(&key_file).unwrap().first_id();
+    ingot::admin::rotate_master(&s.config).unwrap();
+    let ring = ingot::crypto::Keyring::read_file(&key_file).unwrap();
+    assert_eq!(ring.ids().len(), 1, "the old key left the file");
+    assert_ne!(ring.first_id(), old_key);
+    s.restart();
+
+    // The rotated-out webhook secret (still within its day) and the current one both sign.
+    peer.control(json!({ "secrets": [old] }));
+    fail_times(&s, &user, &wf, 1);
+    peer.wait_until("signed with the previous secret", |st| {
+        st["accepted"].as_array().unwrap().len() == 1
+    });
+    peer.control(json!({ "secrets": [new] }));
+    fail_times(&s, &user, &wf, 1);
+    let st = peer.wait_until("signed with the current secret", |st| {
+        st["accepted"].as_array().unwrap().len() == 2
+    });
+    assert_eq!(st["rejected"], json!([]));
+    // EventBridge still signs with the re-sealed secret access key: moto takes both.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        events.extend(moto.drain_queue());
+        assert!(
+            Instant::now() < deadline,
+            "EventBridge got {} of 2: {:?}",
+            events.len(),
+            deliveries(&s, "?target=eventbridge")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

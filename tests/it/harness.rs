@@ -102,6 +102,11 @@ impl Server {
         }
     }
 
+    /// The running server's shared state (for test seams: its clock, its writer's counters).
+    pub fn app(&self) -> &std::sync::Arc<ingot::App> {
+        self.handle.as_ref().expect("the server is running").app()
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.config.db.clone()
     }

@@ -4,11 +4,14 @@
 mod binary;
 mod credentials;
 mod delivery;
+mod durability;
 mod edge;
+mod environments;
 mod errors;
 mod harness;
 mod peers;
 mod receiver;
+mod routes;
 mod tokens;
 mod users;
 mod workflows;
