@@ -51,6 +51,12 @@ pub struct Config {
     /// How long an idle delivery thread sleeps unwoken; not a variable (the threads are woken
     /// on every write), only tests lengthen it to show that nothing waits for it.
     pub delivery_idle_wait: std::time::Duration,
+    /// What one client may make the HTTP edge hold.
+    pub max_connections: usize,
+    pub read_timeout: std::time::Duration,
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub write_timeout: std::time::Duration,
 }
 
 /// Every variable this program reads, with its default, as documented in `packaging/ingot.env`.
@@ -66,6 +72,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_WORKERS", "4"),
     ("INGOT_INTEGRATIONS_FILE", "(unset)"),
     ("INGOT_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000"),
+    ("INGOT_MAX_CONNECTIONS", "512"),
+    ("INGOT_READ_TIMEOUT", "30"),
+    ("INGOT_HEADER_TIMEOUT", "10"),
+    ("INGOT_BODY_TIMEOUT", "30"),
+    ("INGOT_WRITE_TIMEOUT", "30"),
     ("INGOT_LOG", "info"),
 ];
 
@@ -115,7 +126,22 @@ impl Config {
                 crate::delivery::parse_schedule(&text).map_err(|e| anyhow::anyhow!("INGOT_RETRY_SCHEDULE: {e}"))?
             }
         };
+        let max_connections = parse_num(&get, "INGOT_MAX_CONNECTIONS", 512)?;
+        if !(1..=65536).contains(&max_connections) {
+            bail!("INGOT_MAX_CONNECTIONS must be between 1 and 65536");
+        }
+        let seconds = |name: &str, default: usize| -> anyhow::Result<std::time::Duration> {
+            match parse_num(&get, name, default)? {
+                n @ 1..=3600 => Ok(std::time::Duration::from_secs(n as u64)),
+                _ => bail!("{name} must be between 1 and 3600 seconds"),
+            }
+        };
         Ok(Config {
+            max_connections,
+            read_timeout: seconds("INGOT_READ_TIMEOUT", 30)?,
+            header_timeout: seconds("INGOT_HEADER_TIMEOUT", 10)?,
+            body_timeout: seconds("INGOT_BODY_TIMEOUT", 30)?,
+            write_timeout: seconds("INGOT_WRITE_TIMEOUT", 30)?,
             listen,
             db,
             master_key,

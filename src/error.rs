@@ -13,6 +13,7 @@ pub enum ApiError {
     NotFound(String),
     MethodNotAllowed(&'static str),
     Conflict(String),
+    RequestTimeout(String),
     PayloadTooLarge(usize),
     Unprocessable(String),
     TooManyRequests,
@@ -29,6 +30,7 @@ impl ApiError {
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::Conflict(_) => 409,
+            ApiError::RequestTimeout(_) => 408,
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::Unprocessable(_) => 422,
             ApiError::TooManyRequests => 429,
@@ -43,6 +45,7 @@ impl ApiError {
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
+            | ApiError::RequestTimeout(m)
             | ApiError::Unprocessable(m) => m.clone(),
             ApiError::Unauthorized => "Unauthorized".into(),
             ApiError::MethodNotAllowed(allow) => format!("method not allowed here; use {allow}"),

@@ -6,7 +6,6 @@ use crate::handlers;
 use crate::App;
 use rusqlite::Connection;
 use serde::Serialize;
-use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -109,6 +108,9 @@ pub struct Resp {
     pub body: Vec<u8>,
     pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
+    /// Close the connection after this response: the request's body was not read to its end,
+    /// and its rest must never be taken for another request.
+    pub close: bool,
 }
 
 impl Resp {
@@ -119,6 +121,7 @@ impl Resp {
             body,
             content_type: "application/json",
             headers: Vec::new(),
+            close: false,
         }
     }
 
@@ -197,7 +200,7 @@ impl Drop for InFlight<'_> {
 
 fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
     let started = Instant::now();
-    let req = read_request(&mut rq, ctx.app.config.max_body);
+    let req = read_request(&mut rq, ctx.app.config.max_body, ctx.app.config.body_timeout);
     let (method, path) = (
         rq.method().as_str().to_string(),
         rq.url().split('?').next().unwrap_or("").to_string(),
@@ -205,7 +208,13 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
     let resp = match req {
         Ok(req) if req.method == "OPTIONS" => preflight(),
         Ok(req) => dispatch_caught(ctx, &req),
-        Err(e) => e.into_resp(),
+        Err(e) => {
+            // The body was not read to its end: whatever follows on this connection is
+            // unframed, so nothing more is read from it.
+            let mut resp = e.into_resp();
+            resp.close = true;
+            resp
+        }
     };
     log::info!(target: "ingot::access", "{method} {path} {} {}us", resp.status, started.elapsed().as_micros());
     send(rq, resp);
@@ -216,6 +225,10 @@ fn send(rq: tiny_http::Request, mut resp: Resp) {
     // The embedded modal calls from the customer's pages with a user token in a header (never a
     // cookie), so any origin may read the answers.
     resp.headers.push(("Access-Control-Allow-Origin", "*".into()));
+    if resp.close {
+        rq.close_connection();
+        resp.headers.push(("Connection", "close".into()));
+    }
     let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
     let content_type = tiny_http::Header::from_bytes("Content-Type", resp.content_type);
     out.add_header(content_type.expect("static header"));
@@ -246,6 +259,7 @@ fn preflight() -> Resp {
             ),
             ("Access-Control-Max-Age", "600".into()),
         ],
+        close: false,
     }
 }
 
@@ -269,7 +283,7 @@ fn respond_caught(req: &Req, handler: impl FnOnce() -> Result<Resp, ApiError>) -
     }
 }
 
-fn read_request(rq: &mut tiny_http::Request, max_body: usize) -> Result<Req, ApiError> {
+fn read_request(rq: &mut tiny_http::Request, max_body: usize, body_timeout: Duration) -> Result<Req, ApiError> {
     let mut req = Req::new(rq.method().as_str(), rq.url());
     req.headers = rq
         .headers()
@@ -284,13 +298,35 @@ fn read_request(rq: &mut tiny_http::Request, max_body: usize) -> Result<Req, Api
     if rq.body_length().is_some_and(|n| n > max_body) {
         return Err(ApiError::PayloadTooLarge(max_body));
     }
-    let mut body = Vec::new();
-    rq.as_reader()
-        .take(max_body as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
-    if body.len() > max_body {
-        return Err(ApiError::PayloadTooLarge(max_body));
+    // Each read waits at most the connection's read timeout; the whole body gets
+    // `body_timeout`.
+    let deadline = Instant::now() + body_timeout;
+    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0).min(max_body));
+    let mut chunk = [0u8; 16 * 1024];
+    let reader = rq.as_reader();
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(ApiError::RequestTimeout(
+                    "the request body did not arrive in time".into(),
+                ))
+            }
+            Err(e) => return Err(ApiError::BadRequest(format!("could not read the request body: {e}"))),
+        };
+        if n == 0 {
+            break;
+        }
+        if body.len() + n > max_body {
+            return Err(ApiError::PayloadTooLarge(max_body));
+        }
+        body.extend_from_slice(&chunk[..n]);
+        if Instant::now() > deadline {
+            return Err(ApiError::RequestTimeout(
+                "the request body did not arrive in time".into(),
+            ));
+        }
     }
     req.body = body;
     Ok(req)

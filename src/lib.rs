@@ -135,8 +135,16 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
     engine::Engine::start(&app, app.config.workers).context("while resuming queued runs")?;
     delivery::Deliverer::start(&app).context("while starting the delivery threads")?;
     let edge = Arc::new(http::Edge::default());
+    let c = &app.config;
+    let limits = tiny_http::Limits {
+        max_connections: c.max_connections,
+        read_timeout: Some(c.read_timeout),
+        header_timeout: c.header_timeout,
+        write_timeout: Some(c.write_timeout),
+        ..tiny_http::Limits::default()
+    };
     let server =
-        tiny_http::Server::from_listener_with_handler(listener, http::Edge::handler(app.clone(), edge.clone()))
+        tiny_http::Server::from_listener_with_handler(listener, http::Edge::handler(app.clone(), edge.clone()), limits)
             .map_err(|e| anyhow::anyhow!("while starting the HTTP server: {e}"))?;
     let (tx, rx) = mpsc::channel::<()>();
     let hk_app = app.clone();

@@ -24,7 +24,12 @@ fn spawn(db: &Path) -> Spawned {
 }
 
 fn spawn_with(db: &Path, vars: &[(&str, &str)]) -> Spawned {
-    let mut child = Command::new(BIN)
+    spawn_command(Command::new(BIN), db, vars)
+}
+
+/// Starts `ingot serve` through `command` (the binary itself, or a wrapper that runs it).
+fn spawn_command(mut command: Command, db: &Path, vars: &[(&str, &str)]) -> Spawned {
+    let mut child = command
         .envs(vars.iter().copied())
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(db)
@@ -492,4 +497,58 @@ fn kill_9_while_errors_are_delivered_loses_no_delivery_and_no_log_line_holds_a_s
         let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(secret)).collect();
         assert!(leaks.is_empty(), "a secret reached the log: {leaks:?}");
     }
+}
+
+#[test]
+fn a_connection_flood_past_the_fd_limit_is_survived_and_service_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ingot.db");
+    // The real binary with 64 file descriptors: a few dozen connections exhaust them.
+    let mut limited = Command::new("prlimit");
+    limited.args(["--nofile=64:64", BIN]);
+    let mut server = spawn_command(limited, &db, &[("INGOT_MAX_CONNECTIONS", "10000")]);
+    let key = server.key.clone().unwrap();
+    let addr = server.base.trim_start_matches("http://").to_string();
+    assert_eq!(call(&server.base, &key, "GET", "/users", None).0, 200);
+    let flood: Vec<std::net::TcpStream> = (0..150)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(flood.len() > 64, "only {} connections were made", flood.len());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let saw_emfile = loop {
+        match server.lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) if l.contains("could not accept") || l.contains("could not start a connection") => break true,
+            Ok(_) => {}
+            Err(_) if std::time::Instant::now() > deadline => break false,
+            Err(_) => {}
+        }
+    };
+    assert!(saw_emfile, "the flood never reached the descriptor limit");
+    drop(flood);
+    // The listener is still accepting: normal service resumes by itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = call(&server.base, &key, "GET", "/users", None);
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "service did not resume (last {status})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        call(
+            &server.base,
+            &key,
+            "POST",
+            "/users",
+            Some(json!({ "username": "after-flood" }))
+        )
+        .0,
+        200
+    );
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
 }

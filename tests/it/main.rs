@@ -9,6 +9,7 @@ mod edge;
 mod environments;
 mod errors;
 mod harness;
+mod hostile;
 mod peers;
 mod receiver;
 mod routes;

@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -34,6 +37,11 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // ingot: the limits on what a client may send, and the flag a request sets to have the
+    // connection closed after it (see `Request::close_connection`).
+    limits: crate::Limits,
+    close_after: Arc<AtomicBool>,
 }
 
 /// Error that can happen when reading a request.
@@ -41,6 +49,8 @@ pub struct ClientConnection {
 enum ReadError {
     WrongRequestLine,
     WrongHeader(HTTPVersion),
+    /// ingot: a line, the header count or the header block over its limit.
+    HeaderTooLarge,
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
@@ -51,6 +61,7 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: crate::Limits,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -65,6 +76,8 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            limits,
+            close_after: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -77,7 +90,11 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// ingot: at most `max` bytes (then `HeaderTooLarge`); a bare LF is a malformed line
+    /// (RFC 9112 §2.2: upstream waited for a CR that never came); non-ASCII is malformed;
+    /// past `deadline` the read ends as timed out.
+    fn read_next_line(&mut self, max: usize, deadline: Instant) -> Result<AsciiString, ReadError> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -85,19 +102,36 @@ impl ClientConnection {
             let byte = self.next_header_source.by_ref().bytes().next();
 
             let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+                Some(b) => b.map_err(ReadError::ReadIoError)?,
+                None => {
+                    return Err(ReadError::ReadIoError(IoError::new(
+                        ErrorKind::ConnectionAborted,
+                        "Unexpected EOF",
+                    )))
+                }
             };
 
-            if byte == b'\n' && prev_byte_was_cr {
+            if byte == b'\n' {
+                if !prev_byte_was_cr {
+                    return Err(ReadError::WrongRequestLine);
+                }
                 buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                return AsciiString::from_ascii(buf).map_err(|_| ReadError::WrongRequestLine);
             }
 
             prev_byte_was_cr = byte == b'\r';
 
             buf.push(byte);
+            if buf.len() > max {
+                return Err(ReadError::HeaderTooLarge);
+            }
+            // Checked now and then, not per byte: the clock is not free.
+            if buf.len() % 256 == 0 && Instant::now() > deadline {
+                return Err(ReadError::ReadIoError(IoError::new(
+                    ErrorKind::TimedOut,
+                    "the request header took too long",
+                )));
+            }
         }
     }
 
@@ -106,23 +140,60 @@ impl ClientConnection {
     fn read(&mut self) -> Result<Request, ReadError> {
         let (method, path, version, headers) = {
             // reading the request line
+            // ingot: the first byte may take up to the read timeout (a kept-alive connection
+            // waiting for its next request); from then on the whole header has a deadline, and
+            // the line, the header count and the header block have caps.
+            let mut first = [0u8; 1];
+            match self.next_header_source.read(&mut first) {
+                Ok(0) => {
+                    return Err(ReadError::ReadIoError(IoError::new(
+                        ErrorKind::ConnectionAborted,
+                        "Unexpected EOF",
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(ReadError::ReadIoError(e)),
+            }
+            let deadline = Instant::now() + self.limits.header_timeout;
+            let (max_line, max_block) = (self.limits.max_line, self.limits.max_header_bytes);
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let rest = if first[0] == b'\r' || first[0] == b'\n' {
+                    return Err(ReadError::WrongRequestLine);
+                } else {
+                    self.read_next_line(max_line, deadline)?
+                };
+                let mut line = String::with_capacity(rest.len() + 1);
+                line.push(first[0] as char);
+                line.push_str(rest.as_str());
+                if !first[0].is_ascii() {
+                    return Err(ReadError::WrongRequestLine);
+                }
 
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
+                parse_request_line(&line)?
             };
 
             // getting all headers
             let headers = {
                 let mut headers = Vec::new();
+                let mut block = 0usize;
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = match self.read_next_line(max_line, deadline) {
+                        Ok(l) => l,
+                        Err(ReadError::WrongRequestLine) => return Err(ReadError::WrongHeader(version)),
+                        Err(e) => return Err(e),
+                    };
 
                     if line.is_empty() {
                         break;
                     };
+                    block += line.len() + 2;
+                    if headers.len() >= self.limits.max_headers || block > max_block {
+                        return Err(ReadError::HeaderTooLarge);
+                    }
+                    // RFC 9112 §5.2: no obsolete line folding.
+                    if line.as_str().starts_with(' ') || line.as_str().starts_with('\t') {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -159,13 +230,14 @@ impl ClientConnection {
             match e {
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
                 request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
+                    ReadError::ExpectationFailed(version.clone())
                 }
+                request::RequestCreationError::BadFraming => ReadError::WrongHeader(version.clone()),
             }
         })?;
 
         // return the request
-        Ok(request)
+        Ok(request.with_close_flag(self.close_after.clone()))
     }
 }
 
@@ -179,7 +251,7 @@ impl Iterator for ClientConnection {
 
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
-        if self.no_more_requests {
+        if self.no_more_requests || self.close_after.load(Ordering::SeqCst) {
             return None;
         }
 
@@ -203,7 +275,19 @@ impl Iterator for ClientConnection {
                                  // se we have to close
                 }
 
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
+                Err(ReadError::HeaderTooLarge) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(431));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None; // the rest of the header is unread: close
+                }
+
+                // ingot: a read that hit SO_RCVTIMEO fails with WouldBlock on Unix.
+                Err(ReadError::ReadIoError(ref err))
+                    if err.kind() == ErrorKind::TimedOut || err.kind() == ErrorKind::WouldBlock =>
+                {
                     // request timeout
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(408));
@@ -268,7 +352,6 @@ impl Iterator for ClientConnection {
 /// Parses a "HTTP/1.1" string.
 fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
     let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
         "HTTP/1.0" => (1, 0),
         "HTTP/1.1" => (1, 1),
         "HTTP/2.0" => (2, 0),

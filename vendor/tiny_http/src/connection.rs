@@ -98,6 +98,24 @@ impl Connection {
         }
     }
 
+    /// ingot: bounds every read (see `Limits::read_timeout`).
+    pub(crate) fn set_read_timeout(&self, d: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_read_timeout(d),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_read_timeout(d),
+        }
+    }
+
+    /// ingot: bounds every write (a client that stops reading cannot hold a thread forever).
+    pub(crate) fn set_write_timeout(&self, d: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_write_timeout(d),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_write_timeout(d),
+        }
+    }
+
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::from),

@@ -119,6 +119,63 @@ pub use response::{Response, ResponseBox};
 
 /// ingot: a function that handles a request on its connection's thread.
 pub type Handler = Arc<dyn Fn(Request) + Send + Sync>;
+
+/// ingot: what a client may make the server hold, enforced at the edge (see `INGOT.md`).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Connections served at once; past it a new connection gets a fast `503` and is closed.
+    pub max_connections: usize,
+    /// Each read from a client: waiting for the next request on a kept-alive connection, and
+    /// every wait for header or body bytes.
+    pub read_timeout: Option<Duration>,
+    /// The whole request line and header block.
+    pub header_timeout: Duration,
+    /// Each write to a client.
+    pub write_timeout: Option<Duration>,
+    /// The request line and each header line, in bytes.
+    pub max_line: usize,
+    /// Header lines in one request.
+    pub max_headers: usize,
+    /// The request line and all header lines together, in bytes.
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 1024,
+            read_timeout: Some(Duration::from_secs(30)),
+            header_timeout: Duration::from_secs(10),
+            write_timeout: Some(Duration::from_secs(30)),
+            max_line: 8 * 1024,
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// ingot: counts a connection for as long as it lives.
+struct Live(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// ingot: the answer to a connection over `Limits::max_connections`, written straight to the
+/// socket (with a short write timeout) so that it costs no thread.
+fn refuse_busy(mut sock: Connection) {
+    use std::io::Write;
+    let body = br#"{"message":"the server is at its connection limit; try again shortly"}"#;
+    let _ = sock.set_write_timeout(Some(Duration::from_millis(200)));
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = sock.write_all(head.as_bytes()).and_then(|_| sock.write_all(body));
+    let _ = sock.shutdown(Shutdown::Both);
+}
 pub use test::TestRequest;
 
 mod client;
@@ -257,15 +314,20 @@ impl Server {
     pub fn from_listener_with_handler<L: Into<Listener>>(
         listener: L,
         handler: Handler,
+        limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::build(listener.into(), None, Some(handler))
+        Self::build(listener.into(), None, Some((handler, limits)))
     }
 
     fn build(
         listener: Listener,
         ssl_config: Option<SslConfig>,
-        handler: Option<Handler>,
+        handler: Option<(Handler, Limits)>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let (handler, limits) = match handler {
+            Some((h, l)) => (Some(h), l),
+            None => (None, Limits::default()),
+        };
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -312,11 +374,20 @@ impl Server {
             let tasks_pool = util::TaskPool::new();
 
             log::debug!("Running accept thread");
+            let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut backoff = Duration::from_millis(5);
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
+                        // ingot: a cap on connections (each holds a thread and two fds).
+                        if live.load(std::sync::atomic::Ordering::SeqCst) >= limits.max_connections {
+                            refuse_busy(sock);
+                            continue;
+                        }
+                        let _ = sock.set_write_timeout(limits.write_timeout);
+                        let _ = sock.set_read_timeout(limits.read_timeout);
+                        let pair = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
@@ -333,18 +404,28 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        match pair {
+                            Ok((read_closable, write_closable)) => Ok(ClientConnection::new(
+                                write_closable,
+                                read_closable,
+                                limits.clone(),
+                            )),
+                            Err(e) => Err(e),
+                        }
                     }
                     Err(e) => Err(e),
                 };
 
                 match new_client {
                     Ok(client) => {
+                        backoff = Duration::from_millis(5);
                         let messages = inside_messages.clone();
                         let handler = handler.clone();
-                        let mut client = Some(client);
+                        live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let counted = Live(live.clone());
+                        let mut client = Some((client, counted));
                         tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
+                            if let Some((client, _counted)) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
@@ -365,10 +446,13 @@ impl Server {
                         }));
                     }
 
+                    // ingot: upstream stopped accepting for good on the first error (EMFILE
+                    // under a connection flood, for one), while the process lived on. Log,
+                    // back off (up to a second), and go on accepting.
                     Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        log::warn!("could not accept a connection: {}; retrying in {:?}", e, backoff);
+                        thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
                     }
                 }
             }

@@ -74,6 +74,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // ingot: set to have the connection closed after this request (see `close_connection`).
+    close_after: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -108,6 +111,10 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// ingot: the body's length cannot be told safely (RFC 9112 §6): conflicting or malformed
+    /// `Content-Length`s, a `Transfer-Encoding` other than `chunked`, or both headers at once.
+    BadFraming,
 }
 
 impl From<IoError> for RequestCreationError {
@@ -140,23 +147,31 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
+    // ingot: the framing rules of RFC 9112 §6, strictly, so that no two readers of this
+    // stream can disagree on where the body ends (request smuggling).
+    let mut transfer_encoding = None;
+    let mut content_length: Option<usize> = None;
+    for h in &headers {
+        if h.field.equiv("Transfer-Encoding") {
+            if transfer_encoding.is_some() || !h.value.as_str().trim().eq_ignore_ascii_case("chunked") {
+                return Err(RequestCreationError::BadFraming);
+            }
+            transfer_encoding = Some(h.value.clone());
+        } else if h.field.equiv("Content-Length") {
+            let v = h.value.as_str().trim();
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(RequestCreationError::BadFraming);
+            }
+            let n: usize = v.parse().map_err(|_| RequestCreationError::BadFraming)?;
+            if content_length.is_some_and(|c| c != n) {
+                return Err(RequestCreationError::BadFraming);
+            }
+            content_length = Some(n);
+        }
+    }
+    if transfer_encoding.is_some() && content_length.is_some() {
+        return Err(RequestCreationError::BadFraming);
+    }
 
     // true if the client sent a `Expect: 100-continue` header
     let expects_continue = {
@@ -238,10 +253,26 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        close_after: None,
     })
 }
 
 impl Request {
+    /// ingot: ties this request to its connection's close flag.
+    pub(crate) fn with_close_flag(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.close_after = Some(flag);
+        self
+    }
+
+    /// ingot: closes the connection after this request's response: no further request is read
+    /// from it. For a body that was not read to its end (over a size limit, say), whose rest
+    /// must never be taken for a request.
+    pub fn close_connection(&self) {
+        if let Some(flag) = &self.close_after {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     /// Returns true if the request was made through HTTPS.
     #[inline]
     pub fn secure(&self) -> bool {

@@ -255,7 +255,9 @@ where
         let header = header.into();
 
         // ignoring forbidden headers
-        if header.field.equiv("Connection")
+        // ingot: except `Connection: close`, which tells the client that a connection whose
+        // request body was not read to its end is about to close.
+        if (header.field.equiv("Connection") && !header.value.as_str().eq_ignore_ascii_case("close"))
             || header.field.equiv("Trailer")
             || header.field.equiv("Transfer-Encoding")
             || header.field.equiv("Upgrade")

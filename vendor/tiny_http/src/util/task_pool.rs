@@ -84,7 +84,10 @@ impl TaskPool {
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // ingot: upstream's `thread::spawn` panicked when the thread limit was reached, which
+        // killed the accept thread. A task that gets no thread is dropped (its connection
+        // closes) and the pool goes on.
+        let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -128,6 +131,9 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(e) = spawned {
+            log::warn!("could not start a connection thread: {}", e);
+        }
     }
 }
 
