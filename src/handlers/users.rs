@@ -52,13 +52,26 @@ fn not_found(e: StoreError) -> ApiError {
     ApiError::from_store(e, "user")
 }
 
+/// A username: required text within the cap, and never shaped like a userId. Users are found
+/// by id or by username, so a username that looks like another user's id would let whoever
+/// names it reach that other user (a token minted for `GET /users/<id>/token`, say).
+fn check_username(username: &str) -> Result<(), ApiError> {
+    check_required_text("username", username, MAX_USERNAME)?;
+    if crate::ids::is_object_id(&username.to_ascii_lowercase()) {
+        return Err(ApiError::Unprocessable(
+            "username must not be 24 hexadecimal characters: that is the shape of a userId".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The username of a create body (`email` is accepted in its place) and the full name.
 fn new_user_fields(body: &Body) -> Result<(String, Option<String>), ApiError> {
     let username = match (body.opt_str("username")?, body.opt_str("email")?) {
         (Some(u), _) | (None, Some(u)) => u,
         (None, None) => return Err(ApiError::Unprocessable("username is required".into())),
     };
-    check_required_text("username", username, MAX_USERNAME)?;
+    check_username(username)?;
     let full_name = body.opt_str("fullName")?;
     if let Some(f) = full_name {
         check_text("fullName", f, MAX_FULL_NAME)?;
@@ -183,7 +196,7 @@ pub fn update(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
     let body = json_body(req)?;
     let mut patch = users::Patch::default();
     if let Some(u) = body.opt_str("username")? {
-        check_required_text("username", u, MAX_USERNAME)?;
+        check_username(u)?;
         patch.username = Some(u.to_string());
     }
     if body.has("fullName") {
