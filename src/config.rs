@@ -57,6 +57,8 @@ pub struct Config {
     pub header_timeout: std::time::Duration,
     pub body_timeout: std::time::Duration,
     pub write_timeout: std::time::Duration,
+    /// Networks production may call although they are internal (see `outbound`).
+    pub outbound_allow: Vec<crate::outbound::Cidr>,
 }
 
 /// Every variable this program reads, with its default, as documented in `packaging/ingot.env`.
@@ -77,6 +79,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_HEADER_TIMEOUT", "10"),
     ("INGOT_BODY_TIMEOUT", "30"),
     ("INGOT_WRITE_TIMEOUT", "30"),
+    ("INGOT_OUTBOUND_ALLOW", "(unset)"),
     ("INGOT_LOG", "info"),
 ];
 
@@ -136,7 +139,10 @@ impl Config {
                 _ => bail!("{name} must be between 1 and 3600 seconds"),
             }
         };
+        let outbound_allow = crate::outbound::parse_allow(&get("INGOT_OUTBOUND_ALLOW").unwrap_or_default())
+            .map_err(|e| anyhow::anyhow!("INGOT_OUTBOUND_ALLOW: {e}"))?;
         Ok(Config {
+            outbound_allow,
             max_connections,
             read_timeout: seconds("INGOT_READ_TIMEOUT", 30)?,
             header_timeout: seconds("INGOT_HEADER_TIMEOUT", 10)?,

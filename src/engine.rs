@@ -8,7 +8,8 @@
 //! none is lost and none finishes twice. (A block that was mid-request at a crash is sent
 //! again: block side effects are at least once.)
 
-use crate::store::{credentials, error_logs, executions, integrations, workflows, StoreError};
+use crate::outbound;
+use crate::store::{credentials, error_logs, executions, integrations, workflows, Env, StoreError};
 use crate::workflow::{self, Block, DEFAULT_TIMEOUT_MS};
 use crate::{ids, App};
 use base64::Engine as _;
@@ -30,7 +31,6 @@ pub struct Engine {
     ready: Condvar,
     stop: AtomicBool,
     workers: Mutex<Vec<JoinHandle<()>>>,
-    http: ureq::Agent,
 }
 
 impl Default for Engine {
@@ -40,11 +40,6 @@ impl Default for Engine {
             ready: Condvar::new(),
             stop: AtomicBool::new(false),
             workers: Mutex::default(),
-            http: ureq::AgentBuilder::new()
-                .timeout_connect(Duration::from_secs(5))
-                .redirects(5)
-                .user_agent(concat!("ingot/", env!("CARGO_PKG_VERSION")))
-                .build(),
         }
     }
 }
@@ -174,7 +169,7 @@ fn run(app: &App, db: &Connection, id: &str) -> Result<(), StoreError> {
         let started = ids::now_ms();
         let clock = Instant::now();
         let outcome = match block.kind.as_str() {
-            "http" => run_http(app, db, &wf, block, credential_type.as_deref(), &ex.inputs),
+            "http" => run_http(app, db, env, &wf, block, credential_type.as_deref(), &ex.inputs),
             "fail" => Err(block.message.clone().unwrap_or_else(|| "Workflow failed".into())),
             other => Err(format!("Error: unknown block type {other}")),
         };
@@ -226,6 +221,7 @@ fn run(app: &App, db: &Connection, id: &str) -> Result<(), StoreError> {
 fn run_http(
     app: &App,
     db: &Connection,
+    env: Env,
     wf: &workflows::Workflow,
     block: &Block,
     integration_credential_type: Option<&str>,
@@ -233,22 +229,37 @@ fn run_http(
 ) -> Result<Value, String> {
     let data = inputs;
     let missing = |path: String| format!("Error: the run's input has no {path}");
-    // Placeholder values are percent-encoded so data cannot change the URL's shape, unless the
-    // placeholder is the whole URL.
+    // Placeholder values are percent-encoded so data cannot change the URL's shape (and the
+    // host never comes from data: see `workflow`).
     let template = block.url.as_deref().unwrap_or("").trim();
-    let whole = template.starts_with("{{") && template.ends_with("}}") && template.matches("{{").count() == 1;
-    let url = workflow::render(template, data, !whole).map_err(missing)?;
+    let url = workflow::render(template, data, true).map_err(missing)?;
     let method = block.method.as_deref().unwrap_or("GET");
     let timeout = block.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    app.outbound
+        .policy(env)
+        .check_url(&url)
+        .map_err(|e| format!("Error: the block's URL is refused: {e}"))?;
     let mut rq = app
-        .engine
-        .http
+        .outbound
+        .blocks(env)
         .request(method, &url)
         .timeout(Duration::from_millis(timeout));
     for (k, v) in &block.headers {
-        rq = rq.set(k, &workflow::render(v, data, false).map_err(missing)?);
+        let value = workflow::render(v, data, false).map_err(missing)?;
+        if !outbound::is_header_value(&value) {
+            return Err(format!("Error: header {k} is not visible ASCII once filled in"));
+        }
+        rq = rq.set(k, &value);
     }
     if let Some((name, value)) = credential_header(app, db, wf, block, integration_credential_type)? {
+        // Checked when the credential was made; checked again, without showing the value, for
+        // credentials stored before that rule.
+        if outbound::is_framing_header(&name) || !outbound::is_header_name(&name) || !outbound::is_header_value(&value)
+        {
+            return Err(format!(
+                "Error: the credential's header {name:?} cannot be sent (its value is not shown)"
+            ));
+        }
         rq = rq.set(&name, &value);
     }
     let sent = match &block.body {
@@ -283,7 +294,12 @@ fn read_body(resp: ureq::Response) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::String(text))
 }
 
+/// The text of a failed call. Built from the error's kind and its own message, never from
+/// the request: ureq's `Display` of a bad header prints the header line, secret and all.
 fn transport_error(t: &ureq::Transport, timeout_ms: u64) -> String {
+    if t.kind() == ureq::ErrorKind::BadHeader {
+        return "Error: a header of the request is not valid (its value is not shown)".into();
+    }
     let detail = t.to_string();
     let timed_out = t.kind() == ureq::ErrorKind::Io && detail.to_ascii_lowercase().contains("timed out");
     if timed_out {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod ids;
+pub mod outbound;
 pub mod router;
 pub mod store;
 pub mod tokens;
@@ -35,6 +36,7 @@ pub struct App {
     pub engine: engine::Engine,
     pub delivery: delivery::Deliverer,
     pub clock: ids::Clock,
+    pub outbound: outbound::Outbound,
     /// API key id → last use (ms), written to the database in the background so that reads
     /// stay reads.
     key_uses: Mutex<HashMap<String, i64>>,
@@ -117,6 +119,7 @@ impl Drop for ServerHandle {
 pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHandle> {
     let (store, first_key) = admin::open_store(&config)?;
     let addr = listener.local_addr().context("while reading the listener's address")?;
+    let outbound = outbound::Outbound::new(config.outbound_allow.clone());
     let mut delivery = delivery::Deliverer::new(config.retry_schedule.clone());
     delivery.idle_wait = config.delivery_idle_wait;
     let app = Arc::new(App {
@@ -126,6 +129,7 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
         engine: engine::Engine::default(),
         delivery,
         clock: ids::Clock::default(),
+        outbound,
         key_uses: Mutex::default(),
     });
     if let Some(path) = &app.config.integrations_file {

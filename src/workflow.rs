@@ -223,15 +223,26 @@ pub fn parse_block(v: &Value, path: &str) -> Result<Block, ApiError> {
             }
             let url = required_string(m, "url", path)?;
             check_placeholders(url, &format!("{path}.url"))?;
-            let scheme_ok = url.starts_with("http://") || url.starts_with("https://") || url.starts_with("{{");
-            if !scheme_ok {
+            let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
                 return Err(invalid(&format!("{path}.url"), "must start with http:// or https://"));
+            };
+            // Run data fills the path, query, headers and body, never the scheme or the host:
+            // the integration, not its input, decides where a block's request goes.
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            if authority.contains("{{") {
+                return Err(invalid(
+                    &format!("{path}.url"),
+                    "may not take its host from a placeholder; placeholders fill the path, query, headers and body",
+                ));
             }
             match m.get("headers") {
                 None | Some(Value::Null) => {}
                 Some(Value::Object(h)) => {
                     for (k, v) in h {
                         let hp = format!("{path}.headers.{k}");
+                        if !crate::outbound::is_header_name(k) || crate::outbound::is_framing_header(k) {
+                            return Err(invalid(&hp, "is not a header a block may set"));
+                        }
                         let v = v.as_str().ok_or_else(|| bad_type(&hp, "a string"))?;
                         check_placeholders(v, &hp)?;
                         block.headers.insert(k.clone(), v.to_string());

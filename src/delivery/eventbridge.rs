@@ -219,7 +219,7 @@ pub fn send_batch(app: &App, db: &Connection, due: &[Delivery]) {
             });
         }
     };
-    let mut rq = app.delivery.aws_http.post(&url);
+    let mut rq = app.outbound.aws(env).post(&url);
     for (k, v) in &headers {
         if k != "host" {
             rq = rq.set(k, v);

@@ -22,8 +22,6 @@ use std::time::{Duration, Instant};
 /// The Standard Webhooks retry schedule: the delays before attempts 2..=8 (the first attempt is
 /// immediate), in seconds.
 pub const DEFAULT_SCHEDULE_SECS: &[f64] = &[5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0];
-/// How long a webhook receiver or EventBridge gets to answer.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest `Retry-After` we wait for.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// How long an idle delivery thread waits before looking at the outbox again unwoken (it is
@@ -60,9 +58,6 @@ pub struct Deliverer {
     pub schedule: Vec<Duration>,
     /// The longest wait between looks at the outbox when nothing wakes the thread.
     pub idle_wait: Duration,
-    /// For webhooks: no redirects, and no link-local or metadata addresses, whatever DNS says.
-    pub webhook_http: ureq::Agent,
-    pub aws_http: ureq::Agent,
 }
 
 impl Deliverer {
@@ -74,19 +69,6 @@ impl Deliverer {
             threads: Mutex::default(),
             schedule,
             idle_wait: IDLE_WAIT,
-            webhook_http: ureq::AgentBuilder::new()
-                .timeout_connect(Duration::from_secs(5))
-                .timeout(SEND_TIMEOUT)
-                .redirects(0)
-                .resolver(webhook::SafeResolver)
-                .user_agent(concat!("ingot-webhooks/", env!("CARGO_PKG_VERSION")))
-                .build(),
-            aws_http: ureq::AgentBuilder::new()
-                .timeout_connect(Duration::from_secs(5))
-                .timeout(SEND_TIMEOUT)
-                .redirects(0)
-                .user_agent(concat!("ingot/", env!("CARGO_PKG_VERSION")))
-                .build(),
         }
     }
 

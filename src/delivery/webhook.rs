@@ -1,12 +1,12 @@
-//! Webhook delivery with Standard Webhooks signing, and the address rules for webhook URLs.
+//! Webhook delivery with Standard Webhooks signing (where it may go is `outbound`'s rule).
 
 use super::Outcome;
+use crate::outbound::header_text;
 use crate::store::{deliveries::Delivery, error_logs, targets};
 use crate::{ids, App};
 use base64::Engine;
 use ring::hmac;
 use rusqlite::Connection;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// The prefix of every webhook secret.
@@ -34,56 +34,6 @@ pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Result<S
     ctx.update(b".");
     ctx.update(body);
     Ok(format!("v1,{}", b64.encode(ctx.sign().as_ref())))
-}
-
-/// Addresses a webhook may never reach: link-local (which holds cloud metadata services) and
-/// AWS's IPv6 metadata address. Loopback stays allowed for local development.
-pub fn is_forbidden(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            let metadata: std::net::Ipv6Addr = "fd00:ec2::254".parse().expect("literal");
-            v6 == metadata
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
-        }
-    }
-}
-
-/// Checks a webhook URL: http(s), a host, and no forbidden address literal.
-pub fn check_url(raw: &str) -> Result<url::Url, String> {
-    let parsed = url::Url::parse(raw).map_err(|e| format!("url is not a valid URL: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("url must be http or https".into());
-    }
-    let forbidden = match parsed.host() {
-        None => return Err("url must have a host".into()),
-        Some(url::Host::Ipv4(v4)) => is_forbidden(IpAddr::V4(v4)),
-        Some(url::Host::Ipv6(v6)) => is_forbidden(IpAddr::V6(v6)),
-        Some(url::Host::Domain(d)) => d.is_empty(),
-    };
-    if forbidden {
-        return Err("url points at a link-local or cloud metadata address, which is refused".into());
-    }
-    Ok(parsed)
-}
-
-/// Resolves names like the system does, then drops forbidden addresses, so DNS cannot point a
-/// webhook at a metadata service.
-pub struct SafeResolver;
-
-impl ureq::Resolver for SafeResolver {
-    fn resolve(&self, netloc: &str) -> std::io::Result<Vec<SocketAddr>> {
-        let all: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
-        let allowed: Vec<SocketAddr> = all.iter().copied().filter(|a| !is_forbidden(a.ip())).collect();
-        if allowed.is_empty() && !all.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!("{netloc} resolves only to link-local or metadata addresses"),
-            ));
-        }
-        Ok(allowed)
-    }
 }
 
 /// Sends one delivery to the environment's webhook.
@@ -143,8 +93,8 @@ pub fn send(app: &App, db: &Connection, d: &Delivery) -> Outcome {
         signature = format!("{signature} {old}");
     }
     let sent = app
-        .delivery
-        .webhook_http
+        .outbound
+        .webhooks(d.env)
         .post(url)
         .set("Content-Type", "application/json")
         .set("webhook-id", &log.id)
@@ -152,8 +102,8 @@ pub fn send(app: &App, db: &Connection, d: &Delivery) -> Outcome {
         .set("webhook-signature", &signature)
         .set("X-Alloy-WorkflowId", &log.workflow_id)
         .set("X-Alloy-UserId", &log.user_id)
-        .set("X-Alloy-BlockName", &header_safe(&log.block_name))
-        .set("X-Alloy-BlockType", &log.block_type)
+        .set("X-Alloy-BlockName", &header_text(&log.block_name))
+        .set("X-Alloy-BlockType", &header_text(&log.block_type))
         .set("X-Alloy-ExecutionUuid", &log.execution_id)
         .send_bytes(&body);
     match sent {
@@ -201,11 +151,6 @@ pub fn send(app: &App, db: &Connection, d: &Delivery) -> Outcome {
     }
 }
 
-/// Header values cannot hold control characters; block names are the customer's text.
-fn header_safe(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,30 +175,5 @@ mod tests {
             .unwrap();
         assert_eq!(raw.len(), 32);
         assert_ne!(new_secret(), s);
-    }
-
-    #[test]
-    fn webhook_urls_must_be_http_with_a_host_and_not_metadata() {
-        assert!(check_url("http://127.0.0.1:9000/hook").is_ok(), "loopback is allowed");
-        assert!(check_url("https://hooks.example.com/x").is_ok());
-        for bad in [
-            "ftp://example.com/",
-            "http://169.254.169.254/latest/meta-data",
-            "http://169.254.1.1:80/",
-            "http://[fd00:ec2::254]/",
-            "http://[fe80::1]/",
-            "http://[::ffff:169.254.169.254]/",
-            "not a url",
-            "http://",
-        ] {
-            assert!(check_url(bad).is_err(), "{bad} was accepted");
-        }
-    }
-
-    #[test]
-    fn the_resolver_drops_forbidden_addresses() {
-        use ureq::Resolver;
-        assert!(SafeResolver.resolve("169.254.169.254:80").is_err());
-        assert_eq!(SafeResolver.resolve("127.0.0.1:80").unwrap().len(), 1);
     }
 }

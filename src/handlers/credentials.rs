@@ -4,6 +4,7 @@ use super::{auth, check_required_text, check_text, json_body, opt_str, req_objec
 use crate::error::ApiError;
 use crate::http::{Ctx, Req, Resp};
 use crate::ids::rfc3339;
+use crate::outbound;
 use crate::store::{credentials, users, Env, StoreError};
 use serde_json::{json, Map, Value};
 
@@ -41,6 +42,7 @@ fn store(ctx: &Ctx, env: Env, user: String, credential: &Map<String, Value>) -> 
         check_text("name", n, MAX_NAME)?;
     }
     let data = req_object(credential.get("data"), "data")?;
+    check_header_fields(data)?;
     let plaintext = serde_json::to_vec(data).map_err(|e| ApiError::Internal(e.to_string()))?;
     let secrets = ctx.app.store.secrets.clone();
     let c = ctx
@@ -49,6 +51,33 @@ fn store(ctx: &Ctx, env: Env, user: String, credential: &Map<String, Value>) -> 
         .write(move |c| credentials::insert(c, &secrets, env, &user, &kind, name.as_deref(), &plaintext))
         .map_err(not_found("user"))?;
     Ok(Resp::ok(&json!({ "success": true, "credentialId": c.id })))
+}
+
+/// The fields that become a request header when a workflow runs (see `engine`) must make a
+/// valid header that cannot change how the request is framed or routed. The message names
+/// the field, never its value.
+fn check_header_fields(data: &Map<String, Value>) -> Result<(), ApiError> {
+    let text = |k: &str| data.get(k).and_then(Value::as_str);
+    if let Some(name) = text("fieldName") {
+        if !outbound::is_header_name(name) {
+            return Err(ApiError::Unprocessable(
+                "data.fieldName must be a header name (letters, digits and !#$%&'*+-.^_`|~)".into(),
+            ));
+        }
+        if outbound::is_framing_header(name) {
+            return Err(ApiError::Unprocessable(format!(
+                "data.fieldName {name:?} is refused: it would change how the request is framed or routed"
+            )));
+        }
+    }
+    for field in ["value", "token", "apiKey", "accessToken"] {
+        if text(field).is_some_and(|v| !outbound::is_header_value(v)) {
+            return Err(ApiError::Unprocessable(format!(
+                "data.{field} must be visible ASCII with no leading or trailing space (the value is not shown)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `GET /users/{userId}/credentials` and `GET /credentials/users/{userId}`

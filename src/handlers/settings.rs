@@ -64,7 +64,7 @@ pub fn put_webhook(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         (Some(u), _) | (None, Some(u)) => u.to_string(),
         (None, None) => return Err(ApiError::Unprocessable("url is required".into())),
     };
-    webhook::check_url(&url).map_err(ApiError::Unprocessable)?;
+    (ctx.app.outbound.policy(env).check_url(&url)).map_err(|e| ApiError::Unprocessable(format!("url: {e}")))?;
     let enabled = enabled_of(&body, existing.as_ref())?;
     let secret = existing
         .as_ref()
@@ -161,7 +161,7 @@ pub fn put_eventbridge(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     super::check_required_text("eventBusName", &bus, 256)?;
     let endpoint = body.opt_str("endpoint")?.filter(|e| !e.is_empty()).map(str::to_string);
     if let Some(e) = &endpoint {
-        webhook::check_url(e).map_err(|m| ApiError::Unprocessable(m.replacen("url", "endpoint", 1)))?;
+        (ctx.app.outbound.policy(env).check_url(e)).map_err(|m| ApiError::Unprocessable(format!("endpoint: {m}")))?;
     }
     let enabled = enabled_of(&body, existing.as_ref())?;
     let config = json!({ "accessKeyId": key_id, "region": region, "eventBusName": bus, "endpoint": endpoint });

@@ -62,7 +62,11 @@ fn invalid_usernames_are_422_naming_the_field() {
 fn a_username_shaped_like_a_user_id_is_refused_everywhere_a_username_is_set() {
     let s = Server::start();
     let victim = s.create_user("victim");
-    for shaped in [victim.clone(), victim.to_ascii_uppercase(), "0123456789abcdef01234567".into()] {
+    for shaped in [
+        victim.clone(),
+        victim.to_ascii_uppercase(),
+        "0123456789abcdef01234567".into(),
+    ] {
         let r = s.post("/users", json!({ "username": shaped }));
         assert_eq!(r.status, 422, "{shaped}: {}", r.json);
         assert!(r.message().contains("userId"), "{}", r.message());
@@ -75,8 +79,16 @@ fn a_username_shaped_like_a_user_id_is_refused_everywhere_a_username_is_set() {
         assert_eq!(s.req("DELETE", &format!("/users/{other}"), None).status, 200);
     }
     // Names that are merely long hex-like or 24 characters of other letters are fine.
-    assert_eq!(s.post("/users", json!({ "username": "0123456789abcdef0123456" })).status, 200);
-    assert_eq!(s.post("/users", json!({ "username": "0123456789abcdef0123456g" })).status, 200);
+    assert_eq!(
+        s.post("/users", json!({ "username": "0123456789abcdef0123456" }))
+            .status,
+        200
+    );
+    assert_eq!(
+        s.post("/users", json!({ "username": "0123456789abcdef0123456g" }))
+            .status,
+        200
+    );
 }
 
 #[test]
