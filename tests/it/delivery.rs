@@ -588,3 +588,128 @@ fn after_rotate_master_and_a_restart_on_the_new_key_alone_both_targets_still_del
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn any_text_a_customer_writes_reaches_the_webhook() {
+    let s = fast_server("0.05");
+    let peer = WebhookPeer::start();
+    webhook_to(&s, &peer);
+    let name = "Créer le contact — 50% «vite»\r\nX-Injected: 1";
+    let iid = s.create_integration(json!({ "name": "unicode", "app": "demo", "workflows": [{ "name": "w", "blocks": [{ "type": "fail", "name": name, "message": "Échec: ça n'a pas marché" }] }] }));
+    let user = s.create_user("unicode");
+    let wf = s.install(&user, &iid).remove(0);
+    fail_times(&s, &user, &wf, 1);
+    let st = peer.wait_until("the error", |st| st["accepted"].as_array().unwrap().len() == 1);
+    let got = &st["accepted"][0];
+    let body = &got["body"];
+    assert_eq!(body["blockName"], name, "the body carries the text exactly");
+    assert_eq!(body["error"], "Échec: ça n'a pas marché");
+    let header = got["headers"]["X-Alloy-BlockName"]
+        .as_str()
+        .or_else(|| got["headers"]["x-alloy-blockname"].as_str())
+        .unwrap_or_else(|| panic!("no X-Alloy-BlockName: {got}"));
+    assert_eq!(
+        header,
+        "Cr%C3%A9er le contact %E2%80%94 50%25 %C2%ABvite%C2%BB%0D%0AX-Injected: 1"
+    );
+    assert!(got["headers"].get("X-Injected").is_none());
+}
+
+#[test]
+fn a_credential_that_cannot_be_a_header_never_leaks_into_errors_deliveries_or_the_database() {
+    let moto = Moto::start();
+    let mut s = fast_server("0.05");
+    let rx = crate::receiver::Receiver::start();
+    let hook = s.req(
+        "PUT",
+        "/settings/logging/webhook",
+        Some(&json!({ "url": format!("{}/hook", rx.url) })),
+    );
+    assert_eq!(hook.status, 200);
+    assert_eq!(
+        s.req(
+            "PUT",
+            "/settings/logging/eventbridge",
+            Some(&moto.settings(moto.secret()))
+        )
+        .status,
+        200
+    );
+    let user = s.create_user("leaky");
+    let secrets = ["nl-S3cretValue-41\n", "cl\u{e9}-S3cretValue-42"];
+    // Refused when made, without the value in the answer.
+    for secret in secrets {
+        for data in [
+            json!({ "fieldName": "X-Key", "value": secret }),
+            json!({ "token": secret }),
+        ] {
+            let r = s.post(
+                &format!("/users/{user}/credentials"),
+                json!({ "type": "httpHeaderAuth", "data": data }),
+            );
+            assert_eq!(r.status, 422, "{}", r.json);
+            assert!(!r.json.to_string().contains("S3cretValue"), "{}", r.json);
+        }
+    }
+    for framing in [
+        "Host",
+        "content-length",
+        "Transfer-Encoding",
+        "Proxy-Authorization",
+        "Connection",
+    ] {
+        let r = s.post(
+            &format!("/users/{user}/credentials"),
+            json!({ "type": "httpHeaderAuth", "data": { "fieldName": framing, "value": "x" } }),
+        );
+        assert_eq!(r.status, 422, "{framing}: {}", r.json);
+    }
+    // Stored before that rule (straight into the store): the run fails without showing it.
+    let iid = s.create_integration(json!({ "name": "leak", "app": "a", "credentialType": "httpHeaderAuth",
+        "workflows": [{ "name": "w", "blocks": [{ "type": "http", "name": "Call", "url": format!("{}/x", rx.url) }] }] }));
+    let wf = s.install(&user, &iid).remove(0);
+    for (i, secret) in secrets.iter().enumerate() {
+        let data = serde_json::to_vec(&json!({ "fieldName": "X-Key", "value": secret })).unwrap();
+        let app = s.app().clone();
+        let u = user.clone();
+        let store_secrets = app.store.secrets.clone();
+        app.store
+            .write(move |c| {
+                ingot::store::credentials::insert(
+                    c,
+                    &store_secrets,
+                    ingot::store::Env::Development,
+                    &u,
+                    "httpHeaderAuth",
+                    None,
+                    &data,
+                )
+            })
+            .unwrap();
+        fail_times(&s, &user, &wf, 1);
+        let docs = error_docs(&s);
+        assert_eq!(docs.len(), i + 1);
+    }
+    let wait = Instant::now() + Duration::from_secs(60);
+    let mut events = Vec::new();
+    while events.len() < 2 || rx.requests().iter().filter(|r| r.path == "/hook").count() < 2 {
+        events.extend(moto.drain_queue());
+        assert!(Instant::now() < wait, "deliveries did not arrive");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        rx.requests().iter().all(|r| r.path != "/x"),
+        "the bad header was never sent"
+    );
+    let mut seen = vec![serde_json::to_string(&error_docs(&s)).unwrap()];
+    seen.push(s.get(&format!("/workflows/{wf}/logs")).json.to_string());
+    seen.extend(rx.requests().iter().map(|r| format!("{:?} {}", r.headers, r.body)));
+    seen.extend(events.iter().map(Value::to_string));
+    for text in &seen {
+        assert!(!text.contains("S3cretValue"), "a secret leaked: {text}");
+    }
+    assert!(seen[0].contains("not shown"), "{}", seen[0]);
+    let db = s.db_path();
+    s.stop();
+    assert!(!db_contains(&db, b"S3cretValue"), "a secret is in the database file");
+}

@@ -13,6 +13,7 @@ mod hostile;
 mod peers;
 mod receiver;
 mod routes;
+mod ssrf;
 mod tokens;
 mod users;
 mod workflows;
