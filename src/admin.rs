@@ -15,7 +15,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<(Store, Option<String>)> {
         std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
     }
     let secrets = Arc::new(load_secrets(config, true)?);
-    let store = Store::open(&config.db, config.sync, secrets.clone())
+    let store = Store::open(&config.db, config.sync, config.max_readers, secrets.clone())
         .with_context(|| format!("while opening the database {}", config.db.display()))?;
     let first_key = store
         .write(move |c| {

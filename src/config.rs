@@ -51,6 +51,8 @@ pub struct Config {
     /// How long an idle delivery thread sleeps unwoken; not a variable (the threads are woken
     /// on every write), only tests lengthen it to show that nothing waits for it.
     pub delivery_idle_wait: std::time::Duration,
+    /// Read connections requests may hold at once.
+    pub max_readers: usize,
     /// What one client may make the HTTP edge hold.
     pub max_connections: usize,
     pub read_timeout: std::time::Duration,
@@ -75,6 +77,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_INTEGRATIONS_FILE", "(unset)"),
     ("INGOT_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000"),
     ("INGOT_MAX_CONNECTIONS", "512"),
+    ("INGOT_READERS", "16"),
     ("INGOT_READ_TIMEOUT", "30"),
     ("INGOT_HEADER_TIMEOUT", "10"),
     ("INGOT_BODY_TIMEOUT", "30"),
@@ -141,7 +144,12 @@ impl Config {
         };
         let outbound_allow = crate::outbound::parse_allow(&get("INGOT_OUTBOUND_ALLOW").unwrap_or_default())
             .map_err(|e| anyhow::anyhow!("INGOT_OUTBOUND_ALLOW: {e}"))?;
+        let max_readers = parse_num(&get, "INGOT_READERS", 16)?;
+        if !(1..=1024).contains(&max_readers) {
+            bail!("INGOT_READERS must be between 1 and 1024");
+        }
         Ok(Config {
+            max_readers,
             outbound_allow,
             max_connections,
             read_timeout: seconds("INGOT_READ_TIMEOUT", 30)?,

@@ -6,15 +6,49 @@ use crate::handlers;
 use crate::App;
 use rusqlite::Connection;
 use serde::Serialize;
+use std::cell::{Ref, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What a handler sees: the app and this thread's read connection.
+/// What a handler sees: the app, and a read connection borrowed from the store's pool the
+/// first time the handler reads (so requests that never read hold none). The connection goes
+/// back to the pool before the handler waits for a write ([`Ctx::write`]), so requests waiting
+/// on a group commit do not hold readers the others need.
 pub struct Ctx<'a> {
     pub app: &'a App,
-    pub db: &'a Connection,
+    reader: RefCell<Option<crate::store::Reader<'a>>>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(app: &'a App) -> Ctx<'a> {
+        Ctx {
+            app,
+            reader: RefCell::new(None),
+        }
+    }
+
+    /// This request's read connection.
+    pub fn db(&self) -> Result<Ref<'_, Connection>, ApiError> {
+        if self.reader.borrow().is_none() {
+            let r = self.app.store.read()?;
+            *self.reader.borrow_mut() = Some(r);
+        }
+        Ok(Ref::map(self.reader.borrow(), |r| {
+            &**r.as_ref().expect("set just above")
+        }))
+    }
+
+    /// Runs `f` in the next group commit (see [`crate::store::Store::write`]), returning this
+    /// request's read connection to the pool first.
+    pub fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> crate::store::Result<T> + Send + 'static,
+    ) -> crate::store::Result<T> {
+        self.reader.borrow_mut().take();
+        self.app.store.write(f)
+    }
 }
 
 /// A parsed request.
@@ -131,18 +165,16 @@ impl Resp {
     }
 }
 
-/// The request side's shared state: whether the server is stopping, how many requests are in
-/// flight, and the idle read connections.
+/// The request side's shared state: whether the server is stopping and how many requests are
+/// in flight.
 ///
 /// Requests are handled on their connection's own thread (tiny_http's per-connection thread),
-/// which saves a hand-off between threads per request. Read connections come from a pool: each
-/// is opened once and reused, never opened per request, and all of them close when the server
-/// stops (idle keep-alive connections may outlive the server; they get `503`).
+/// which saves a hand-off between threads per request. Idle keep-alive connections may outlive
+/// the server; they get `503`.
 #[derive(Default)]
 pub struct Edge {
     stop: AtomicBool,
     in_flight: AtomicUsize,
-    readers: Mutex<Vec<Connection>>,
 }
 
 impl Edge {
@@ -162,31 +194,16 @@ impl Edge {
                 ApiError::Unavailable("a request arrived during shutdown".into()).into_resp(),
             );
         }
-        let db = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let db = match db.map(Ok).unwrap_or_else(|| app.store.reader()) {
-            Ok(c) => c,
-            Err(e) => {
-                return send(
-                    rq,
-                    ApiError::Internal(format!("could not open a read connection: {e}")).into_resp(),
-                )
-            }
-        };
-        handle(&Ctx { app, db: &db }, rq);
-        if !self.stop.load(Ordering::SeqCst) {
-            self.readers.lock().unwrap_or_else(|p| p.into_inner()).push(db);
-        }
+        handle(&Ctx::new(app), rq);
     }
 
-    /// Stops taking requests, waits (up to `patience`) for the ones in flight, and closes the
-    /// read connections.
+    /// Stops taking requests and waits (up to `patience`) for the ones in flight.
     pub fn stop(&self, patience: Duration) {
         self.stop.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + patience;
         while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
-        self.readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 

@@ -157,6 +157,8 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(10)) {
                 hk_app.flush_key_uses();
+                // After a burst, the read pool shrinks back (two stay warm).
+                hk_app.store.trim_readers(2, Duration::from_secs(60));
             }
         })
         .context("while starting the housekeeping thread")?;

@@ -47,8 +47,9 @@ pub fn api_key(ctx: &Ctx, req: &Req) -> Result<Env, ApiError> {
         .and_then(|h| h.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim())
+        .filter(|key| key.starts_with("ingot_"))
         .ok_or(ApiError::Unauthorized)?;
-    let (id, env) = keys::authenticate(ctx.db, presented)?.ok_or(ApiError::Unauthorized)?;
+    let (id, env) = keys::authenticate(&*ctx.db()?, presented)?.ok_or(ApiError::Unauthorized)?;
     ctx.app.note_key_use(id, ids::now_ms());
     Ok(env)
 }
@@ -60,12 +61,12 @@ pub fn user_token(ctx: &Ctx, req: &Req) -> Result<(Verified, users::User), ApiEr
     let verified = ctx
         .app
         .signing
-        .verify(ctx.db, token.trim(), &cfg.public_url, cfg.token_leeway)
+        .verify(&*ctx.db()?, token.trim(), &cfg.public_url, cfg.token_leeway)
         .map_err(|e| {
             log::debug!("{e}");
             ApiError::Unauthorized
         })?;
-    let user = users::find(ctx.db, verified.env, &verified.user_id)?
+    let user = users::find(&*ctx.db()?, verified.env, &verified.user_id)?
         .filter(|u| u.id == verified.user_id && !u.disabled)
         .ok_or(ApiError::Unauthorized)?;
     Ok((verified, user))

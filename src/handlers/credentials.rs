@@ -46,8 +46,6 @@ fn store(ctx: &Ctx, env: Env, user: String, credential: &Map<String, Value>) -> 
     let plaintext = serde_json::to_vec(data).map_err(|e| ApiError::Internal(e.to_string()))?;
     let secrets = ctx.app.store.secrets.clone();
     let c = ctx
-        .app
-        .store
         .write(move |c| credentials::insert(c, &secrets, env, &user, &kind, name.as_deref(), &plaintext))
         .map_err(not_found("user"))?;
     Ok(Resp::ok(&json!({ "success": true, "credentialId": c.id })))
@@ -83,8 +81,8 @@ fn check_header_fields(data: &Map<String, Value>) -> Result<(), ApiError> {
 /// `GET /users/{userId}/credentials` and `GET /credentials/users/{userId}`
 pub fn list(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
     let caller = auth::api_key_or_user_token(ctx, req)?;
-    let user = users::get(ctx.db, caller.env(), caller.user_ref(Some(user))?).map_err(not_found("user"))?;
-    let data: Vec<Value> = credentials::list(ctx.db, &user.id)?
+    let user = users::get(&*ctx.db()?, caller.env(), caller.user_ref(Some(user))?).map_err(not_found("user"))?;
+    let data: Vec<Value> = credentials::list(&*ctx.db()?, &user.id)?
         .iter()
         .map(|c| {
             json!({
@@ -105,9 +103,7 @@ pub fn delete(ctx: &Ctx, req: &Req, user: &str, credential: &str) -> Result<Resp
     let env = caller.env();
     let user = caller.user_ref(Some(user))?.to_string();
     let credential = credential.to_string();
-    ctx.app
-        .store
-        .write(move |c| credentials::delete(c, env, &user, &credential))
+    ctx.write(move |c| credentials::delete(c, env, &user, &credential))
         .map_err(not_found("user or credential"))?;
     Ok(Resp::ok(&json!({ "success": true })))
 }

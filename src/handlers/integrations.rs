@@ -49,18 +49,18 @@ fn not_found(e: StoreError) -> ApiError {
 pub fn create(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
     let def = workflow::parse_integration(&json_body(req)?.0)?;
-    let i = ctx.app.store.write(move |c| integrations::insert(c, env, &def))?;
+    let i = ctx.write(move |c| integrations::insert(c, env, &def))?;
     Ok(Resp::ok(&integration_json(&i, true)))
 }
 
 /// `GET /integrations`: with a user token, each says whether that user has installed it.
 pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let caller = auth::api_key_or_user_token(ctx, req)?;
-    let all = integrations::list(ctx.db, caller.env())?;
+    let all = integrations::list(&*ctx.db()?, caller.env())?;
     let data: Vec<Value> = match &caller {
         auth::Caller::Key(_) => all.iter().map(|i| integration_json(i, true)).collect(),
         auth::Caller::User { user, .. } => {
-            let mine = workflows::list_for_user(ctx.db, &user.id, None)?;
+            let mine = workflows::list_for_user(&*ctx.db()?, &user.id, None)?;
             all.iter()
                 .map(|i| {
                     let mut v = integration_json(i, false);
@@ -76,7 +76,7 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 /// `GET /integrations/{id}` (by id or name)
 pub fn get(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
     let caller = auth::api_key_or_user_token(ctx, req)?;
-    let i = integrations::get(ctx.db, caller.env(), id).map_err(not_found)?;
+    let i = integrations::get(&*ctx.db()?, caller.env(), id).map_err(not_found)?;
     Ok(Resp::ok(&integration_json(&i, matches!(caller, auth::Caller::Key(_)))))
 }
 
@@ -89,9 +89,7 @@ pub fn delete(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
         Some(_) => return Err(ApiError::Unprocessable("force must be true or false".into())),
     };
     let id = id.to_string();
-    ctx.app
-        .store
-        .write(move |c| integrations::delete(c, env, &id, force))
+    ctx.write(move |c| integrations::delete(c, env, &id, force))
         .map_err(not_found)?;
     Ok(Resp::ok(&json!({ "deleted": true })))
 }

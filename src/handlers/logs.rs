@@ -48,7 +48,7 @@ pub fn executions(ctx: &Ctx, req: &Req, workflow_id: &str) -> Result<Resp, ApiEr
     let limit = query_number(req, "limit", 10, 1..=30)? as i64;
     let offset = (page as i64 - 1) * limit;
     let list = executions::list(
-        ctx.db,
+        &*ctx.db()?,
         &wf.id,
         offset,
         limit,
@@ -64,7 +64,7 @@ pub fn executions(ctx: &Ctx, req: &Req, workflow_id: &str) -> Result<Resp, ApiEr
 pub fn workflow_errors(ctx: &Ctx, req: &Req, workflow_id: &str) -> Result<Resp, ApiError> {
     let caller = auth::api_key_or_user_token(ctx, req)?;
     let (env, wf) = super::workflows::visible(ctx, &caller, workflow_id, req.query("userId"))?;
-    let logs = error_logs::for_workflow(ctx.db, env, &wf.id)?;
+    let logs = error_logs::for_workflow(&*ctx.db()?, env, &wf.id)?;
     Ok(Resp::ok(
         &json!({ "data": logs.iter().map(error_logs::ErrorLog::document).collect::<Vec<_>>() }),
     ))
@@ -107,7 +107,7 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     // A deleted user's logs remain, so an unknown id is taken as it is.
     let user_id = match user_ref {
         None => None,
-        Some(r) => match users::find(ctx.db, env, &r)? {
+        Some(r) => match users::find(&*ctx.db()?, env, &r)? {
             Some(u) => Some(u.id),
             None if ids::is_object_id(&r) => Some(r),
             None => return Err(ApiError::NotFound("user not found".into())),
@@ -141,7 +141,7 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         skip,
         limit,
     };
-    let (logs, total) = error_logs::query(ctx.db, &q)?;
+    let (logs, total) = error_logs::query(&*ctx.db()?, &q)?;
     Ok(Resp::ok(&json!({
         "notifications": logs.iter().map(error_logs::ErrorLog::document).collect::<Vec<_>>(),
         "lastFetched": rfc3339(ids::now_ms()),

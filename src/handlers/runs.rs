@@ -69,7 +69,7 @@ fn run_data(body: &super::Body) -> Value {
 
 /// The user a run is for: `404` when unknown, `403` when disabled.
 fn runnable_user(ctx: &Ctx, env: Env, user_ref: &str) -> Result<users::User, ApiError> {
-    let user = users::get(ctx.db, env, user_ref).map_err(|e| ApiError::from_store(e, "user"))?;
+    let user = users::get(&*ctx.db()?, env, user_ref).map_err(|e| ApiError::from_store(e, "user"))?;
     if user.disabled {
         return Err(ApiError::Forbidden(
             "user is disabled; their workflows do not run".into(),
@@ -93,8 +93,6 @@ pub fn run_workflow(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let data = run_data(&body);
     runnable_user(ctx, env, &user_ref)?;
     let execution_id = ctx
-        .app
-        .store
         .write(move |c| {
             let user = users::get(c, env, &user_ref)?;
             let wf = workflows::find_for_user(c, &user.id, id.as_deref(), name.as_deref())?;
@@ -117,8 +115,6 @@ pub fn run_event(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     runnable_user(ctx, env, &user_ref)?;
     let ev = event.clone();
     let ids = ctx
-        .app
-        .store
         .write(move |c| {
             let user = users::get(c, env, &user_ref)?;
             if user.disabled {
@@ -151,11 +147,9 @@ pub fn run_event(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 pub fn rerun(ctx: &Ctx, req: &Req, workflow_id: &str, execution_id: &str) -> Result<Resp, ApiError> {
     let caller = auth::Caller::Key(auth::api_key(ctx, req)?);
     let (env, wf) = super::workflows::visible(ctx, &caller, workflow_id, req.query("userId"))?;
-    let old = executions::get(ctx.db, &wf.id, execution_id)?
+    let old = executions::get(&*ctx.db()?, &wf.id, execution_id)?
         .ok_or_else(|| ApiError::NotFound("execution not found".into()))?;
     let new_id = ctx
-        .app
-        .store
         .write(move |c| {
             let user = users::get(c, env, &wf.user_id)?;
             let wf = workflows::get(c, env, &wf.id, None)?;

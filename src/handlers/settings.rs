@@ -47,7 +47,7 @@ fn eventbridge_json(t: Option<&targets::Target>) -> Value {
 pub fn get_webhook(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
     Ok(Resp::ok(&webhook_json(
-        targets::get(ctx.db, env, targets::WEBHOOK)?.as_ref(),
+        targets::get(&*ctx.db()?, env, targets::WEBHOOK)?.as_ref(),
     )))
 }
 
@@ -56,7 +56,7 @@ pub fn get_webhook(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 pub fn put_webhook(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
     let body = json_body(req)?;
-    let existing = targets::get(ctx.db, env, targets::WEBHOOK)?;
+    let existing = targets::get(&*ctx.db()?, env, targets::WEBHOOK)?;
     let url = match (
         body.opt_str("url")?,
         existing.as_ref().and_then(|t| t.config["url"].as_str()),
@@ -73,7 +73,7 @@ pub fn put_webhook(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         .then(webhook::new_secret);
     let secrets = ctx.app.store.secrets.clone();
     let shown = secret.clone();
-    let t = ctx.app.store.write(move |c| {
+    let t = ctx.write(move |c| {
         targets::put(
             c,
             &secrets,
@@ -102,16 +102,13 @@ fn enabled_of(body: &Body, existing: Option<&targets::Target>) -> Result<bool, A
 /// signing (a second signature) for 24 hours.
 pub fn rotate_webhook_secret(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
-    if targets::get(ctx.db, env, targets::WEBHOOK)?.is_none() {
+    if targets::get(&*ctx.db()?, env, targets::WEBHOOK)?.is_none() {
         return Err(ApiError::NotFound("no webhook is configured".into()));
     }
     let secret = webhook::new_secret();
     let (secrets, shown) = (ctx.app.store.secrets.clone(), secret.clone());
     let until = ctx.app.clock.now_ms() + PREVIOUS_SECRET_MS;
-    let t = ctx
-        .app
-        .store
-        .write(move |c| targets::rotate_secret(c, &secrets, env, targets::WEBHOOK, &secret, until))?;
+    let t = ctx.write(move |c| targets::rotate_secret(c, &secrets, env, targets::WEBHOOK, &secret, until))?;
     let mut answer = webhook_json(Some(&t));
     answer["secret"] = shown.into();
     answer["previousSecretValidUntil"] = rfc3339(until).into();
@@ -122,7 +119,7 @@ pub fn rotate_webhook_secret(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 pub fn get_eventbridge(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
     Ok(Resp::ok(&eventbridge_json(
-        targets::get(ctx.db, env, targets::EVENTBRIDGE)?.as_ref(),
+        targets::get(&*ctx.db()?, env, targets::EVENTBRIDGE)?.as_ref(),
     )))
 }
 
@@ -132,7 +129,7 @@ pub fn get_eventbridge(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 pub fn put_eventbridge(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
     let body = json_body(req)?;
-    let existing = targets::get(ctx.db, env, targets::EVENTBRIDGE)?;
+    let existing = targets::get(&*ctx.db()?, env, targets::EVENTBRIDGE)?;
     let key_id = body.req_str("accessKeyId")?.to_string();
     if key_id.is_empty() || !key_id.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(ApiError::Unprocessable("accessKeyId must be letters and digits".into()));
@@ -166,7 +163,7 @@ pub fn put_eventbridge(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let enabled = enabled_of(&body, existing.as_ref())?;
     let config = json!({ "accessKeyId": key_id, "region": region, "eventBusName": bus, "endpoint": endpoint });
     let secrets = ctx.app.store.secrets.clone();
-    let t = ctx.app.store.write(move |c| {
+    let t = ctx.write(move |c| {
         targets::put(
             c,
             &secrets,
@@ -222,7 +219,7 @@ pub fn list_deliveries(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     )?;
     let target = one_of(req, "target", &[targets::WEBHOOK, targets::EVENTBRIDGE])?;
     let limit = query_number(req, "limit", 100, 1..=1000)? as usize;
-    let found = deliveries::list(ctx.db, env, status, target, limit)?;
+    let found = deliveries::list(&*ctx.db()?, env, status, target, limit)?;
     Ok(Resp::ok(
         &json!({ "data": found.iter().map(delivery_json).collect::<Vec<_>>() }),
     ))
@@ -233,8 +230,6 @@ pub fn retry_delivery(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> 
     let env = auth::api_key(ctx, req)?;
     let id = id.to_string();
     let d = ctx
-        .app
-        .store
         .write(move |c| deliveries::retry(c, env, &id))
         .map_err(|e| ApiError::from_store(e, "delivery"))?;
     ctx.app.delivery.wake();

@@ -83,10 +83,7 @@ fn new_user_fields(body: &Body) -> Result<(String, Option<String>), ApiError> {
 pub fn create(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
     let (username, full_name) = new_user_fields(&json_body(req)?)?;
-    let user = ctx
-        .app
-        .store
-        .write(move |c| users::insert(c, env, &username, full_name.as_deref()))?;
+    let user = ctx.write(move |c| users::insert(c, env, &username, full_name.as_deref()))?;
     Ok(Resp::ok(
         &json!({ "userId": user.id, "username": user.username, "fullName": user.full_name }),
     ))
@@ -129,7 +126,7 @@ pub fn create_batch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
             Ok(fields) => valid.push(fields),
         }
     }
-    let (created, taken) = ctx.app.store.write(move |c| {
+    let (created, taken) = ctx.write(move |c| {
         let mut created = Vec::new();
         let mut taken = Vec::new();
         for (username, full_name) in valid {
@@ -172,7 +169,7 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
             .map(str::to_string),
         limit: limit + 1,
     };
-    let mut found = users::list(ctx.db, env, &filter)?;
+    let mut found = users::list(&*ctx.db()?, env, &filter)?;
     let next = (found.len() > limit).then(|| {
         found.truncate(limit);
         found.last().map(|u| u.id.clone())
@@ -186,7 +183,7 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 /// `GET /users/{userId}`
 pub fn get(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
-    let u = users::get(ctx.db, env, user).map_err(not_found)?;
+    let u = users::get(&*ctx.db()?, env, user).map_err(not_found)?;
     Ok(Resp::ok(&user_json(&u)))
 }
 
@@ -209,8 +206,6 @@ pub fn update(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
     patch.disabled = body.opt_bool("disabled")?;
     let user = user.to_string();
     let u = ctx
-        .app
-        .store
         .write(move |c| users::update(c, env, &user, &patch))
         .map_err(not_found)?;
     Ok(Resp::ok(&user_json(&u)))
@@ -220,17 +215,14 @@ pub fn update(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
 pub fn delete(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
     let user = user.to_string();
-    ctx.app
-        .store
-        .write(move |c| users::delete(c, env, &user))
-        .map_err(not_found)?;
+    ctx.write(move |c| users::delete(c, env, &user)).map_err(not_found)?;
     Ok(Resp::ok(&json!({ "success": true })))
 }
 
 /// `GET /users/{userId}/token`
 pub fn token(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
-    let u = users::get(ctx.db, env, user).map_err(not_found)?;
+    let u = users::get(&*ctx.db()?, env, user).map_err(not_found)?;
     if let Some(q) = req.query("userId").filter(|q| !q.is_empty()) {
         if q != u.id && q != u.username {
             return Err(ApiError::Unprocessable(
@@ -245,7 +237,7 @@ pub fn token(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
     let pair = ctx
         .app
         .signing
-        .current(ctx.db, &ctx.app.store.secrets)
+        .current(&*ctx.db()?, &ctx.app.store.secrets)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let (token, exp) = tokens::mint(&pair, &ctx.app.config.public_url, &u.id, &u.username, env, ttl)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -256,9 +248,7 @@ pub fn token(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
 pub fn deactivate_workflows(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
     let user = user.to_string();
-    ctx.app
-        .store
-        .write(move |c| users::deactivate_workflows(c, env, &user))
+    ctx.write(move |c| users::deactivate_workflows(c, env, &user))
         .map_err(not_found)?;
     Ok(Resp::ok(&json!({ "message": "Success" })))
 }
@@ -268,8 +258,6 @@ pub fn delete_logs(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
     let user = user.to_string();
     let n = ctx
-        .app
-        .store
         .write(move |c| users::delete_logs(c, env, &user))
         .map_err(not_found)?;
     Ok(Resp::ok(&json!({ "message": format!("Deleted {n} error logs") })))

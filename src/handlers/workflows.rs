@@ -35,7 +35,7 @@ pub fn scoped_user(ctx: &Ctx, caller: &auth::Caller, requested: Option<&str>) ->
         (auth::Caller::Key(_), None) => Ok(None),
         (caller, requested) => {
             let reference = caller.user_ref(requested)?;
-            users::get(ctx.db, caller.env(), reference)
+            users::get(&*ctx.db()?, caller.env(), reference)
                 .map(Some)
                 .map_err(|e| ApiError::from_store(e, "user"))
         }
@@ -51,7 +51,7 @@ pub fn install(ctx: &Ctx, req: &Req, user: &str, integration: &str) -> Result<Re
     let caller = auth::api_key_or_user_token(ctx, req)?;
     let env = caller.env();
     let user = scoped_user(ctx, &caller, Some(user))?.expect("a user was named");
-    integrations::get(ctx.db, env, integration).map_err(|e| ApiError::from_store(e, "integration"))?;
+    integrations::get(&*ctx.db()?, env, integration).map_err(|e| ApiError::from_store(e, "integration"))?;
     let credential_id = if req.body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -59,8 +59,6 @@ pub fn install(ctx: &Ctx, req: &Req, user: &str, integration: &str) -> Result<Re
     };
     let integration = integration.to_string();
     let installed = ctx
-        .app
-        .store
         .write(move |c| workflows::install(c, env, &user.id, &integration, credential_id.as_deref()))
         .map_err(|e| ApiError::from_store(e, "user or integration"))?;
     Ok(Resp::ok(
@@ -74,7 +72,7 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let user = scoped_user(ctx, &caller, req.query("userId"))?
         .ok_or_else(|| ApiError::Unprocessable("userId is required".into()))?;
     let app = req.query("integration").filter(|s| !s.is_empty());
-    let found = workflows::list_for_user(ctx.db, &user.id, app)?;
+    let found = workflows::list_for_user(&*ctx.db()?, &user.id, app)?;
     Ok(Resp::ok(
         &json!({ "data": found.iter().map(workflow_json).collect::<Vec<_>>() }),
     ))
@@ -88,8 +86,8 @@ pub fn visible(
     requested_user: Option<&str>,
 ) -> Result<(Env, workflows::Workflow), ApiError> {
     let user = scoped_user(ctx, caller, requested_user)?;
-    let wf =
-        workflows::get(ctx.db, caller.env(), id, user.as_ref().map(|u| u.id.as_str())).map_err(workflow_not_found)?;
+    let wf = workflows::get(&*ctx.db()?, caller.env(), id, user.as_ref().map(|u| u.id.as_str()))
+        .map_err(workflow_not_found)?;
     Ok((caller.env(), wf))
 }
 
@@ -104,9 +102,7 @@ pub fn get(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
 pub fn delete(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
     let caller = auth::Caller::Key(auth::api_key(ctx, req)?);
     let (_, wf) = visible(ctx, &caller, id, req.query("userId"))?;
-    ctx.app
-        .store
-        .write(move |c| workflows::delete(c, &wf.id))
+    ctx.write(move |c| workflows::delete(c, &wf.id))
         .map_err(workflow_not_found)?;
     Ok(Resp::ok(&json!({ "deleted": true })))
 }
@@ -121,8 +117,8 @@ pub fn set_active(ctx: &Ctx, req: &Req, active: bool) -> Result<Resp, ApiError> 
     if id.is_none() && name.is_none() {
         return Err(ApiError::Unprocessable("workflowId or workflowName is required".into()));
     }
-    let wf = workflows::find_for_user(ctx.db, &user.id, id, name).map_err(workflow_not_found)?;
-    ctx.app.store.write(move |c| workflows::set_active(c, &wf.id, active))?;
+    let wf = workflows::find_for_user(&*ctx.db()?, &user.id, id, name).map_err(workflow_not_found)?;
+    ctx.write(move |c| workflows::set_active(c, &wf.id, active))?;
     Ok(Resp::ok(&json!({ "activated": active })))
 }
 
@@ -130,7 +126,7 @@ pub fn set_active(ctx: &Ctx, req: &Req, active: bool) -> Result<Resp, ApiError> 
 /// every user who installed it).
 pub fn users(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
     let env = auth::api_key(ctx, req)?;
-    let rows = workflows::users_of(ctx.db, env, id)?;
+    let rows = workflows::users_of(&*ctx.db()?, env, id)?;
     if rows.is_empty() && !template_exists(ctx, env, id)? {
         return Err(ApiError::NotFound("workflow not found".into()));
     }
@@ -151,7 +147,7 @@ pub fn users(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
 }
 
 fn template_exists(ctx: &Ctx, env: Env, workflow_id: &str) -> Result<bool, ApiError> {
-    Ok(integrations::list(ctx.db, env)?
+    Ok(integrations::list(&*ctx.db()?, env)?
         .iter()
         .any(|i| i.workflows.iter().any(|w| w.workflow_id == workflow_id)))
 }

@@ -1,10 +1,12 @@
 //! The SQLite store: connections, migrations, the group-commit writer and sealed secrets.
 //!
 //! # Concurrency design
-//! - **Reads** run concurrently, each on a connection of its own: a request takes an idle read
-//!   connection from the pool in `http::Edge` (opened once, reused, never opened per request) for
-//!   as long as it runs, and the run and delivery threads each keep one for their life. In WAL
-//!   mode readers never wait for the writer, so reads scale with the connections being served.
+//! - **Reads** run concurrently, each on a connection of its own: a request borrows one from the
+//!   pool ([`Store::read`]) the first time its handler reads, and returns it when it is done.
+//!   The pool opens connections on demand up to `INGOT_READERS`, reuses them, makes a request
+//!   wait (then `503`) when all are lent, and closes idle ones again ([`Store::trim_readers`]).
+//!   The run and delivery threads each keep one for their life. In WAL mode readers never wait
+//!   for the writer, so reads scale with the connections being served.
 //! - **Writes** go through one writer thread that owns the only write connection. A request
 //!   thread sends its write as a closure and blocks until it is durable. The writer takes every
 //!   write that is waiting (up to [`MAX_BATCH`]), runs them in one `BEGIN IMMEDIATE` transaction
@@ -35,10 +37,11 @@ use crate::crypto::CryptoError;
 use rusqlite::{Connection, OpenFlags};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 pub use secrets::Secrets;
 
@@ -196,19 +199,67 @@ impl WriterStats {
     }
 }
 
+/// How long a request waits for a read connection when every one is in use.
+const READER_WAIT: Duration = Duration::from_secs(5);
+
+/// The read connections requests borrow: opened on demand up to `max`, reused, and closed
+/// again when idle (see [`Store::trim_readers`]).
+struct ReadPool {
+    /// Idle connections with the time each was returned, oldest first.
+    idle: Mutex<Vec<(Connection, Instant)>>,
+    /// Connections open, idle or lent.
+    open: AtomicUsize,
+    returned: Condvar,
+    max: usize,
+    closed: AtomicBool,
+}
+
+/// A read connection lent to one request; it goes back to the pool when dropped.
+pub struct Reader<'a> {
+    pool: &'a ReadPool,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+            .as_ref()
+            .expect("a lent reader holds its connection until dropped")
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        if self.pool.closed.load(Ordering::SeqCst) {
+            self.pool.open.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        lock(&self.pool.idle).push((conn, Instant::now()));
+        self.pool.returned.notify_one();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The database: where it is, the writer thread, and the keys that seal its secrets.
 pub struct Store {
     path: PathBuf,
     sync: SyncMode,
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    readers: ReadPool,
     pub secrets: Arc<Secrets>,
     pub stats: Arc<WriterStats>,
 }
 
 impl Store {
     /// Opens (creating if needed) and migrates the database, and starts the writer thread.
-    pub fn open(path: &Path, sync: SyncMode, secrets: Arc<Secrets>) -> anyhow::Result<Store> {
+    pub fn open(path: &Path, sync: SyncMode, max_readers: usize, secrets: Arc<Secrets>) -> anyhow::Result<Store> {
         let mut conn = open_connection(path, sync)?;
         migrate(&mut conn)?;
         let stats = Arc::new(WriterStats::default());
@@ -224,14 +275,75 @@ impl Store {
             sync,
             sender: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            readers: ReadPool {
+                idle: Mutex::default(),
+                open: AtomicUsize::new(0),
+                returned: Condvar::new(),
+                max: max_readers.max(1),
+                closed: AtomicBool::new(false),
+            },
             secrets,
             stats,
         })
     }
 
-    /// A new connection for one thread's reads.
+    /// A new connection for one long-lived thread's reads (a run worker, a delivery thread).
     pub fn reader(&self) -> rusqlite::Result<Connection> {
         open_connection(&self.path, self.sync)
+    }
+
+    /// Lends a read connection from the pool: an idle one, a new one while fewer than the
+    /// pool's maximum are open, or the next one returned (waiting up to five seconds, then
+    /// `Unavailable`).
+    pub fn read(&self) -> Result<Reader<'_>> {
+        let pool = &self.readers;
+        let deadline = Instant::now() + READER_WAIT;
+        let mut idle = lock(&pool.idle);
+        loop {
+            if pool.closed.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("the store is shutting down".into()));
+            }
+            if let Some((conn, _)) = idle.pop() {
+                return Ok(Reader { pool, conn: Some(conn) });
+            }
+            if pool.open.load(Ordering::SeqCst) < pool.max {
+                pool.open.fetch_add(1, Ordering::SeqCst);
+                drop(idle);
+                return match open_connection(&self.path, self.sync) {
+                    Ok(conn) => Ok(Reader { pool, conn: Some(conn) }),
+                    Err(e) => {
+                        pool.open.fetch_sub(1, Ordering::SeqCst);
+                        Err(StoreError::Sqlite(e))
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Unavailable("every read connection is busy".into()));
+            }
+            idle = pool
+                .returned
+                .wait_timeout(idle, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Read connections open, lent or idle.
+    pub fn readers_open(&self) -> usize {
+        self.readers.open.load(Ordering::SeqCst)
+    }
+
+    /// Closes idle read connections unused for `idle_for`, keeping at least `keep` idle ones.
+    pub fn trim_readers(&self, keep: usize, idle_for: Duration) {
+        let mut idle = lock(&self.readers.idle);
+        let mut closing = Vec::new();
+        while idle.len() > keep && idle.first().is_some_and(|(_, at)| at.elapsed() >= idle_for) {
+            closing.push(idle.remove(0));
+        }
+        self.readers.open.fetch_sub(closing.len(), Ordering::SeqCst);
+        drop(idle);
+        drop(closing);
     }
 
     /// Runs `f` inside the next group commit and returns its result once it is durable.
@@ -263,6 +375,10 @@ impl Store {
 
     /// Stops the writer after the writes already queued, and closes its connection.
     pub fn close(&self) {
+        self.readers.closed.store(true, Ordering::SeqCst);
+        let idle: Vec<_> = lock(&self.readers.idle).drain(..).collect();
+        self.readers.open.fetch_sub(idle.len(), Ordering::SeqCst);
+        drop(idle);
         self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = h.join();

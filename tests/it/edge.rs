@@ -78,3 +78,43 @@ fn browsers_may_call_from_any_origin_with_a_user_token() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
 }
+
+#[test]
+fn the_read_pool_is_bounded_taken_only_by_readers_and_shrinks_when_idle() {
+    let s = Server::start_configured(|c| c.max_readers = 3);
+    let store = &s.app().store;
+    // Requests that never read hold no read connection: health, missing and malformed keys,
+    // unknown routes.
+    for _ in 0..10 {
+        assert_eq!(s.call("GET", "/healthz", &[], None).status, 200);
+        assert_eq!(s.call("GET", "/users", &[], None).status, 401);
+        assert_eq!(
+            s.call("GET", "/users", &[("Authorization", "Bearer nope")], None)
+                .status,
+            401
+        );
+        assert_eq!(s.get("/no/such/route").status, 404);
+    }
+    assert_eq!(store.readers_open(), 0);
+    // Forty concurrent readers share three connections; every one is answered.
+    let threads: Vec<_> = (0..40)
+        .map(|_| {
+            let (base, key) = (s.base.clone(), s.key.clone());
+            std::thread::spawn(move || {
+                ureq::get(&format!("{base}/users"))
+                    .set("Authorization", &format!("Bearer {key}"))
+                    .call()
+                    .map(|r| r.status())
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(statuses.iter().all(|&c| c == 200), "{statuses:?}");
+    let open = store.readers_open();
+    assert!((1..=3).contains(&open), "{open} read connections open");
+    // Idle connections close again (the housekeeping thread does this after a minute).
+    store.trim_readers(0, Duration::ZERO);
+    assert_eq!(store.readers_open(), 0);
+    assert_eq!(s.get("/users").status, 200, "and the pool opens again on demand");
+}
