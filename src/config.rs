@@ -51,6 +51,12 @@ pub struct Config {
     /// How long an idle delivery thread sleeps unwoken; not a variable (the threads are woken
     /// on every write), only tests lengthen it to show that nothing waits for it.
     pub delivery_idle_wait: std::time::Duration,
+    /// Requests per second (and burst) for each API key and each user's tokens.
+    pub rate_per_key: crate::limits::Rate,
+    pub rate_per_user: crate::limits::Rate,
+    /// Per user: how many credentials, and how large each one's data may be (bytes).
+    pub max_credentials: usize,
+    pub max_credential_bytes: usize,
     /// Read connections requests may hold at once.
     pub max_readers: usize,
     /// What one client may make the HTTP edge hold.
@@ -78,6 +84,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000"),
     ("INGOT_MAX_CONNECTIONS", "512"),
     ("INGOT_READERS", "16"),
+    ("INGOT_RATE_PER_KEY", "0"),
+    ("INGOT_RATE_PER_USER", "20,60"),
+    ("INGOT_MAX_CREDENTIALS_PER_USER", "100"),
+    ("INGOT_MAX_CREDENTIAL_BYTES", "16384"),
     ("INGOT_READ_TIMEOUT", "30"),
     ("INGOT_HEADER_TIMEOUT", "10"),
     ("INGOT_BODY_TIMEOUT", "30"),
@@ -148,7 +158,15 @@ impl Config {
         if !(1..=1024).contains(&max_readers) {
             bail!("INGOT_READERS must be between 1 and 1024");
         }
+        let rate = |name: &str, default: &str| -> anyhow::Result<crate::limits::Rate> {
+            crate::limits::Rate::parse(&get(name).unwrap_or_else(|| default.into()))
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))
+        };
         Ok(Config {
+            rate_per_key: rate("INGOT_RATE_PER_KEY", "0")?,
+            rate_per_user: rate("INGOT_RATE_PER_USER", "20,60")?,
+            max_credentials: parse_num(&get, "INGOT_MAX_CREDENTIALS_PER_USER", 100)?,
+            max_credential_bytes: parse_num(&get, "INGOT_MAX_CREDENTIAL_BYTES", 16384)?,
             max_readers,
             outbound_allow,
             max_connections,

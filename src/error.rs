@@ -16,7 +16,8 @@ pub enum ApiError {
     RequestTimeout(String),
     PayloadTooLarge(usize),
     Unprocessable(String),
-    TooManyRequests,
+    /// Over a rate limit; seconds until the next request may pass.
+    TooManyRequests(u64),
     Unavailable(String),
     Internal(String),
 }
@@ -33,7 +34,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => 408,
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::Unprocessable(_) => 422,
-            ApiError::TooManyRequests => 429,
+            ApiError::TooManyRequests(_) => 429,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
         }
@@ -52,7 +53,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(limit) => {
                 format!("request body is over the limit of {limit} bytes")
             }
-            ApiError::TooManyRequests => "too many requests".into(),
+            ApiError::TooManyRequests(secs) => format!("too many requests; try again in {secs} s"),
             ApiError::Unavailable(_) => "the server is shutting down or busy; try again".into(),
             ApiError::Internal(_) => "internal error".into(),
         }
@@ -69,6 +70,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => resp.headers.push(("WWW-Authenticate", "Bearer".into())),
             ApiError::MethodNotAllowed(allow) => resp.headers.push(("Allow", allow.into())),
+            ApiError::TooManyRequests(secs) => resp.headers.push(("Retry-After", secs.to_string())),
             _ => {}
         }
         resp

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 pub struct Ctx<'a> {
     pub app: &'a App,
     reader: RefCell<Option<crate::store::Reader<'a>>>,
+    caller: std::cell::OnceCell<Option<crate::handlers::auth::Caller>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -26,7 +27,18 @@ impl<'a> Ctx<'a> {
         Ctx {
             app,
             reader: RefCell::new(None),
+            caller: std::cell::OnceCell::new(),
         }
+    }
+
+    /// Records who the request was authenticated as (once, in `dispatch`).
+    pub fn set_caller(&self, caller: Option<crate::handlers::auth::Caller>) {
+        let _ = self.caller.set(caller);
+    }
+
+    /// Who the request was authenticated as, if its route takes auth.
+    pub fn caller(&self) -> Option<&crate::handlers::auth::Caller> {
+        self.caller.get().and_then(Option::as_ref)
     }
 
     /// This request's read connection.
@@ -300,6 +312,9 @@ fn respond_caught(req: &Req, handler: impl FnOnce() -> Result<Resp, ApiError>) -
     }
 }
 
+/// The most of an oversized declared body read and discarded before its `413`.
+const DISCARD_MAX: usize = 8 << 20;
+
 fn read_request(rq: &mut tiny_http::Request, max_body: usize, body_timeout: Duration) -> Result<Req, ApiError> {
     let mut req = Req::new(rq.method().as_str(), rq.url());
     req.headers = rq
@@ -312,7 +327,16 @@ fn read_request(rq: &mut tiny_http::Request, max_body: usize, body_timeout: Dura
             )
         })
         .collect();
-    if rq.body_length().is_some_and(|n| n > max_body) {
+    if let Some(declared) = rq.body_length().filter(|n| *n > max_body) {
+        // A modest excess is read and thrown away (through a small buffer, within the body
+        // time limit) so that a client that sends before it reads still sees the 413; past
+        // that, the connection is closed unread.
+        if declared <= DISCARD_MAX {
+            let deadline = Instant::now() + body_timeout;
+            let mut sink = [0u8; 16 * 1024];
+            let reader = rq.as_reader();
+            while Instant::now() < deadline && matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+        }
         return Err(ApiError::PayloadTooLarge(max_body));
     }
     // Each read waits at most the connection's read timeout; the whole body gets

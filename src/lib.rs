@@ -12,6 +12,7 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod ids;
+pub mod limits;
 pub mod outbound;
 pub mod router;
 pub mod store;
@@ -37,6 +38,7 @@ pub struct App {
     pub delivery: delivery::Deliverer,
     pub clock: ids::Clock,
     pub outbound: outbound::Outbound,
+    pub limits: limits::RateLimits,
     /// API key id → last use (ms), written to the database in the background so that reads
     /// stay reads.
     key_uses: Mutex<HashMap<String, i64>>,
@@ -120,6 +122,7 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
     let (store, first_key) = admin::open_store(&config)?;
     let addr = listener.local_addr().context("while reading the listener's address")?;
     let outbound = outbound::Outbound::new(config.outbound_allow.clone());
+    let limits = limits::RateLimits::new(config.rate_per_key, config.rate_per_user);
     let mut delivery = delivery::Deliverer::new(config.retry_schedule.clone());
     delivery.idle_wait = config.delivery_idle_wait;
     let app = Arc::new(App {
@@ -129,6 +132,7 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
         engine: engine::Engine::default(),
         delivery,
         clock: ids::Clock::default(),
+        limits,
         outbound,
         key_uses: Mutex::default(),
     });

@@ -50,6 +50,50 @@ pub enum Route {
     RetryDelivery(String),
 }
 
+/// Who may call a route; checked once, in `handlers::dispatch`, before its handler runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// Anyone.
+    None,
+    /// Server-to-server: an API key.
+    ApiKey,
+    /// An API key, or the embedded modal's user token (scoped to its user).
+    KeyOrUserToken,
+    /// A user token only.
+    UserToken,
+}
+
+impl Route {
+    /// The auth this route takes.
+    pub fn auth(&self) -> Auth {
+        use Route::*;
+        match self {
+            Healthz | Jwks => Auth::None,
+            Session => Auth::UserToken,
+            CreateUser
+            | CreateUsersBatch
+            | ListUsers
+            | GetUser(_)
+            | UpdateUser(_)
+            | DeleteUser(_)
+            | UserToken(_)
+            | DeactivateUserWorkflows(_)
+            | DeleteUserLogs(_) => Auth::ApiKey,
+            CreateCredentialHeadless | CreateUserCredential(_) | ListUserCredentials(_) | DeleteUserCredential(..) => {
+                Auth::KeyOrUserToken
+            }
+            CreateIntegration | DeleteIntegration(_) => Auth::ApiKey,
+            ListIntegrations | GetIntegration(_) | InstallIntegration(..) => Auth::KeyOrUserToken,
+            ListWorkflows | GetWorkflow(_) | ActivateWorkflow | DeactivateWorkflow => Auth::KeyOrUserToken,
+            DeleteWorkflow(_) | WorkflowUsers(_) => Auth::ApiKey,
+            WorkflowLogs(_) | WorkflowErrors(_) => Auth::KeyOrUserToken,
+            RerunExecution(..) | RunWorkflow | RunEvent | ListLogs => Auth::ApiKey,
+            GetWebhook | PutWebhook | RotateWebhookSecret | GetEventBridge | PutEventBridge | ListDeliveries
+            | RetryDelivery(_) => Auth::ApiKey,
+        }
+    }
+}
+
 /// Maps a request to its route: `404` for an unknown path, `405` for a known path with
 /// another method.
 pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {

@@ -1,10 +1,14 @@
 //! Who is calling: an API key (`Authorization: Bearer`) or a user token (`x-alloy-user-token`).
+//!
+//! [`authenticate`] is the one place credentials are checked: `dispatch` calls it with the
+//! route's declared [`Auth`] before any handler runs, and handlers read the result from their
+//! `Ctx` ([`key_env`], [`caller`], [`token_user`]).
 
 use crate::error::ApiError;
 use crate::http::{Ctx, Req};
 use crate::ids;
+use crate::router::Auth;
 use crate::store::{keys, users, Env};
-use crate::tokens::Verified;
 
 /// The header the embedded modal sends its user token in.
 pub const USER_TOKEN_HEADER: &str = "x-alloy-user-token";
@@ -14,8 +18,12 @@ pub const USER_TOKEN_HEADER: &str = "x-alloy-user-token";
 pub enum Caller {
     /// A server-to-server call with an API key of this environment.
     Key(Env),
-    /// A frontend call on behalf of one user.
-    User { env: Env, user: users::User },
+    /// A frontend call on behalf of one user, with its token's expiry.
+    User {
+        env: Env,
+        user: users::User,
+        expires_at_ms: i64,
+    },
 }
 
 impl Caller {
@@ -40,8 +48,59 @@ impl Caller {
     }
 }
 
-/// Requires an API key; returns its environment.
-pub fn api_key(ctx: &Ctx, req: &Req) -> Result<Env, ApiError> {
+/// Checks the request's credentials as `rule` says; the caller and the subject its rate
+/// limit is kept under (`key:<id>` or `user:<id>`), or `None` for open routes.
+pub fn authenticate(ctx: &Ctx, req: &Req, rule: Auth) -> Result<Option<(Caller, String)>, ApiError> {
+    let by_token = req.header("authorization").is_none() && req.header(USER_TOKEN_HEADER).is_some();
+    let caller = match rule {
+        Auth::None => return Ok(None),
+        Auth::UserToken => check_user_token(ctx, req)?,
+        Auth::KeyOrUserToken if by_token => check_user_token(ctx, req)?,
+        Auth::ApiKey | Auth::KeyOrUserToken => {
+            let (id, env) = check_api_key(ctx, req)?;
+            return Ok(Some((Caller::Key(env), format!("key:{id}"))));
+        }
+    };
+    let subject = match &caller {
+        Caller::User { user, .. } => format!("user:{}", user.id),
+        Caller::Key(_) => unreachable!("keys returned above"),
+    };
+    Ok(Some((caller, subject)))
+}
+
+/// The environment of the API key this request was authenticated with.
+pub fn key_env(ctx: &Ctx) -> Result<Env, ApiError> {
+    match ctx.caller() {
+        Some(Caller::Key(env)) => Ok(*env),
+        Some(Caller::User { .. }) => Err(ApiError::Unauthorized),
+        None => Err(ApiError::Internal(
+            "a handler wanted an API key its route does not declare".into(),
+        )),
+    }
+}
+
+/// Who this request was authenticated as.
+pub fn caller(ctx: &Ctx) -> Result<Caller, ApiError> {
+    ctx.caller()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("a handler wanted a caller its route does not declare".into()))
+}
+
+/// The user of the user token this request was authenticated with, and the token's expiry.
+pub fn token_user(ctx: &Ctx) -> Result<(users::User, i64), ApiError> {
+    match ctx.caller() {
+        Some(Caller::User {
+            user, expires_at_ms, ..
+        }) => Ok((user.clone(), *expires_at_ms)),
+        Some(Caller::Key(_)) => Err(ApiError::Unauthorized),
+        None => Err(ApiError::Internal(
+            "a handler wanted a user token its route does not declare".into(),
+        )),
+    }
+}
+
+/// Requires an API key; returns its id and environment.
+fn check_api_key(ctx: &Ctx, req: &Req) -> Result<(String, Env), ApiError> {
     let presented = req
         .header("authorization")
         .and_then(|h| h.split_once(' '))
@@ -50,12 +109,12 @@ pub fn api_key(ctx: &Ctx, req: &Req) -> Result<Env, ApiError> {
         .filter(|key| key.starts_with("ingot_"))
         .ok_or(ApiError::Unauthorized)?;
     let (id, env) = keys::authenticate(&*ctx.db()?, presented)?.ok_or(ApiError::Unauthorized)?;
-    ctx.app.note_key_use(id, ids::now_ms());
-    Ok(env)
+    ctx.app.note_key_use(id.clone(), ids::now_ms());
+    Ok((id, env))
 }
 
 /// Requires a valid user token whose user still exists and is enabled.
-pub fn user_token(ctx: &Ctx, req: &Req) -> Result<(Verified, users::User), ApiError> {
+fn check_user_token(ctx: &Ctx, req: &Req) -> Result<Caller, ApiError> {
     let token = req.header(USER_TOKEN_HEADER).ok_or(ApiError::Unauthorized)?;
     let cfg = &ctx.app.config;
     let verified = ctx
@@ -69,17 +128,9 @@ pub fn user_token(ctx: &Ctx, req: &Req) -> Result<(Verified, users::User), ApiEr
     let user = users::find(&*ctx.db()?, verified.env, &verified.user_id)?
         .filter(|u| u.id == verified.user_id && !u.disabled)
         .ok_or(ApiError::Unauthorized)?;
-    Ok((verified, user))
-}
-
-/// Accepts an API key or, failing that, a user token.
-pub fn api_key_or_user_token(ctx: &Ctx, req: &Req) -> Result<Caller, ApiError> {
-    if req.header("authorization").is_none() && req.header(USER_TOKEN_HEADER).is_some() {
-        let (verified, user) = user_token(ctx, req)?;
-        return Ok(Caller::User {
-            env: verified.env,
-            user,
-        });
-    }
-    api_key(ctx, req).map(Caller::Key)
+    Ok(Caller::User {
+        env: verified.env,
+        user,
+        expires_at_ms: verified.expires_at_ms,
+    })
 }

@@ -17,7 +17,7 @@ fn not_found(what: &'static str) -> impl Fn(StoreError) -> ApiError {
 
 /// `POST /headless/credentials`: `{userId, credential: {type, name?, data}}`
 pub fn create_headless(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let caller = auth::caller(ctx)?;
     let body = json_body(req)?;
     let user = caller.user_ref(body.opt_str("userId")?)?.to_string();
     let credential = body.req_object("credential")?;
@@ -26,7 +26,7 @@ pub fn create_headless(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 
 /// `POST /users/{userId}/credentials`: `{type, name?, data}`
 pub fn create_for_user(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
-    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let caller = auth::caller(ctx)?;
     let user = caller.user_ref(Some(user))?.to_string();
     let body = json_body(req)?;
     store(ctx, caller.env(), user, &body.0)
@@ -44,9 +44,24 @@ fn store(ctx: &Ctx, env: Env, user: String, credential: &Map<String, Value>) -> 
     let data = req_object(credential.get("data"), "data")?;
     check_header_fields(data)?;
     let plaintext = serde_json::to_vec(data).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (max_bytes, max_count) = (ctx.app.config.max_credential_bytes, ctx.app.config.max_credentials);
+    if plaintext.len() > max_bytes {
+        return Err(ApiError::Unprocessable(format!(
+            "credential data is over the limit of {max_bytes} bytes (INGOT_MAX_CREDENTIAL_BYTES)"
+        )));
+    }
     let secrets = ctx.app.store.secrets.clone();
     let c = ctx
-        .write(move |c| credentials::insert(c, &secrets, env, &user, &kind, name.as_deref(), &plaintext))
+        .write(move |c| {
+            // Counted inside the write, so concurrent creates cannot pass the cap together.
+            let owner = users::get(c, env, &user)?;
+            if credentials::count_for_user(c, &owner.id)? >= max_count {
+                return Err(StoreError::Invalid(format!(
+                    "the user already has the most credentials allowed ({max_count}, INGOT_MAX_CREDENTIALS_PER_USER)"
+                )));
+            }
+            credentials::insert(c, &secrets, env, &owner.id, &kind, name.as_deref(), &plaintext)
+        })
         .map_err(not_found("user"))?;
     Ok(Resp::ok(&json!({ "success": true, "credentialId": c.id })))
 }
@@ -79,8 +94,8 @@ fn check_header_fields(data: &Map<String, Value>) -> Result<(), ApiError> {
 }
 
 /// `GET /users/{userId}/credentials` and `GET /credentials/users/{userId}`
-pub fn list(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
-    let caller = auth::api_key_or_user_token(ctx, req)?;
+pub fn list(ctx: &Ctx, _req: &Req, user: &str) -> Result<Resp, ApiError> {
+    let caller = auth::caller(ctx)?;
     let user = users::get(&*ctx.db()?, caller.env(), caller.user_ref(Some(user))?).map_err(not_found("user"))?;
     let data: Vec<Value> = credentials::list(&*ctx.db()?, &user.id)?
         .iter()
@@ -98,8 +113,8 @@ pub fn list(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
 }
 
 /// `DELETE /users/{userId}/credentials/{credentialId}`
-pub fn delete(ctx: &Ctx, req: &Req, user: &str, credential: &str) -> Result<Resp, ApiError> {
-    let caller = auth::api_key_or_user_token(ctx, req)?;
+pub fn delete(ctx: &Ctx, _req: &Req, user: &str, credential: &str) -> Result<Resp, ApiError> {
+    let caller = auth::caller(ctx)?;
     let env = caller.env();
     let user = caller.user_ref(Some(user))?.to_string();
     let credential = credential.to_string();

@@ -47,16 +47,27 @@ fn not_found(e: StoreError) -> ApiError {
 
 /// `POST /integrations`
 pub fn create(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+    let env = auth::key_env(ctx)?;
     let def = workflow::parse_integration(&json_body(req)?.0)?;
     let i = ctx.write(move |c| integrations::insert(c, env, &def))?;
     Ok(Resp::ok(&integration_json(&i, true)))
 }
 
-/// `GET /integrations`: with a user token, each says whether that user has installed it.
+/// The most integrations one page of `GET /integrations` holds (and its default).
+const PAGE_MAX: u64 = 100;
+
+/// `GET /integrations`: with a user token, each says whether that user has installed it. Paged
+/// like the other lists (`limit`, `cursor`, `nextCursor`), so no answer is unbounded; the
+/// official SDKs read `data` and ignore the rest.
 pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let caller = auth::api_key_or_user_token(ctx, req)?;
-    let all = integrations::list(&*ctx.db()?, caller.env())?;
+    let caller = auth::caller(ctx)?;
+    let limit = super::query_number(req, "limit", PAGE_MAX, 1..=PAGE_MAX)? as usize;
+    let after = req.query("cursor").filter(|c| !c.is_empty());
+    let mut all = integrations::page(&*ctx.db()?, caller.env(), after, limit + 1)?;
+    let next_cursor = (all.len() > limit).then(|| {
+        all.truncate(limit);
+        all.last().map(|i| i.id.clone())
+    });
     let data: Vec<Value> = match &caller {
         auth::Caller::Key(_) => all.iter().map(|i| integration_json(i, true)).collect(),
         auth::Caller::User { user, .. } => {
@@ -70,19 +81,19 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
                 .collect()
         }
     };
-    Ok(Resp::ok(&json!({ "data": data })))
+    Ok(Resp::ok(&json!({ "data": data, "nextCursor": next_cursor.flatten() })))
 }
 
 /// `GET /integrations/{id}` (by id or name)
-pub fn get(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
-    let caller = auth::api_key_or_user_token(ctx, req)?;
+pub fn get(ctx: &Ctx, _req: &Req, id: &str) -> Result<Resp, ApiError> {
+    let caller = auth::caller(ctx)?;
     let i = integrations::get(&*ctx.db()?, caller.env(), id).map_err(not_found)?;
     Ok(Resp::ok(&integration_json(&i, matches!(caller, auth::Caller::Key(_)))))
 }
 
 /// `DELETE /integrations/{id}`: refused while installed, unless `?force=true`.
 pub fn delete(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+    let env = auth::key_env(ctx)?;
     let force = match req.query("force") {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,

@@ -42,7 +42,7 @@ fn descending(req: &Req, name: &str) -> Result<bool, ApiError> {
 
 /// `GET /workflows/{workflowId}/logs?userId&page&limit&order&error`
 pub fn executions(ctx: &Ctx, req: &Req, workflow_id: &str) -> Result<Resp, ApiError> {
-    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let caller = auth::caller(ctx)?;
     let (_, wf) = super::workflows::visible(ctx, &caller, workflow_id, req.query("userId"))?;
     let page = query_number(req, "page", 1, 0..=1_000_000)?.max(1);
     let limit = query_number(req, "limit", 10, 1..=30)? as i64;
@@ -62,7 +62,7 @@ pub fn executions(ctx: &Ctx, req: &Req, workflow_id: &str) -> Result<Resp, ApiEr
 
 /// `GET /workflows/{workflowId}/errors?userId`
 pub fn workflow_errors(ctx: &Ctx, req: &Req, workflow_id: &str) -> Result<Resp, ApiError> {
-    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let caller = auth::caller(ctx)?;
     let (env, wf) = super::workflows::visible(ctx, &caller, workflow_id, req.query("userId"))?;
     let logs = error_logs::for_workflow(&*ctx.db()?, env, &wf.id)?;
     Ok(Resp::ok(
@@ -84,7 +84,7 @@ fn time_bound(v: Option<&Value>, name: &str) -> Result<Option<i64>, ApiError> {
 /// `GET /logs?workflowId&associatedUserId&skip&limit&sortBy&sortOrder&filters`, where `filters`
 /// is a JSON object with any of `workflowId`, `userId`, `blockType`, `executionId`, `from`, `to`.
 pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+    let env = auth::key_env(ctx)?;
     let filters: serde_json::Map<String, Value> = match req.query("filters").filter(|f| !f.is_empty()) {
         None => Default::default(),
         Some(f) => match serde_json::from_str(f) {

@@ -13,12 +13,20 @@ pub mod workflows;
 
 use crate::error::ApiError;
 use crate::http::{Ctx, Req, Resp};
+use crate::ids;
 use crate::router::{self, Route};
 use serde_json::{Map, Value};
 
-/// Routes the request and runs its handler.
+/// Routes the request, authenticates it as its route declares, passes the edge's hook (rate
+/// limits), and runs its handler.
 pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    match router::route(&req.method, &req.segments)? {
+    let route = router::route(&req.method, &req.segments)?;
+    let caller = auth::authenticate(ctx, req, route.auth())?;
+    if let Some((_, subject)) = &caller {
+        ctx.app.limits.admit(subject, ids::now_ms())?;
+    }
+    ctx.set_caller(caller.map(|(c, _)| c));
+    match route {
         Route::Healthz => session::healthz(ctx, req),
         Route::Jwks => session::jwks(ctx, req),
         Route::Session => session::session(ctx, req),

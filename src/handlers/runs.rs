@@ -80,7 +80,7 @@ fn runnable_user(ctx: &Ctx, env: Env, user_ref: &str) -> Result<users::User, Api
 
 /// `POST /run/workflow` `{userId, workflowId or workflowName, data}`
 pub fn run_workflow(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+    let env = auth::key_env(ctx)?;
     let body = json_body(req)?;
     let user_ref = body.req_str("userId")?.to_string();
     let (id, name) = (
@@ -107,7 +107,7 @@ pub fn run_workflow(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 /// `POST /run/event` `{event, userId, data}`: runs every active workflow of the user whose
 /// trigger is that event.
 pub fn run_event(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+    let env = auth::key_env(ctx)?;
     let body = json_body(req)?;
     let event = body.req_str("event")?.to_string();
     let user_ref = body.req_str("userId")?.to_string();
@@ -145,7 +145,7 @@ pub fn run_event(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 
 /// `POST /workflows/{workflowId}/rerun/{executionId}?userId`: the same inputs, a new run.
 pub fn rerun(ctx: &Ctx, req: &Req, workflow_id: &str, execution_id: &str) -> Result<Resp, ApiError> {
-    let caller = auth::Caller::Key(auth::api_key(ctx, req)?);
+    let caller = auth::Caller::Key(auth::key_env(ctx)?);
     let (env, wf) = super::workflows::visible(ctx, &caller, workflow_id, req.query("userId"))?;
     let old = executions::get(&*ctx.db()?, &wf.id, execution_id)?
         .ok_or_else(|| ApiError::NotFound("execution not found".into()))?;

@@ -44,8 +44,8 @@ fn eventbridge_json(t: Option<&targets::Target>) -> Value {
 }
 
 /// `GET /settings/logging/webhook`
-pub fn get_webhook(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+pub fn get_webhook(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
+    let env = auth::key_env(ctx)?;
     Ok(Resp::ok(&webhook_json(
         targets::get(&*ctx.db()?, env, targets::WEBHOOK)?.as_ref(),
     )))
@@ -54,7 +54,7 @@ pub fn get_webhook(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 /// `PUT /settings/logging/webhook` `{url, enabled}`: the first one makes the signing secret
 /// and is the only answer (with rotation) that shows it in full.
 pub fn put_webhook(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+    let env = auth::key_env(ctx)?;
     let body = json_body(req)?;
     let existing = targets::get(&*ctx.db()?, env, targets::WEBHOOK)?;
     let url = match (
@@ -100,8 +100,8 @@ fn enabled_of(body: &Body, existing: Option<&targets::Target>) -> Result<bool, A
 
 /// `POST /settings/logging/webhook/rotate-secret`: a new secret, shown once; the old one keeps
 /// signing (a second signature) for 24 hours.
-pub fn rotate_webhook_secret(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+pub fn rotate_webhook_secret(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
+    let env = auth::key_env(ctx)?;
     if targets::get(&*ctx.db()?, env, targets::WEBHOOK)?.is_none() {
         return Err(ApiError::NotFound("no webhook is configured".into()));
     }
@@ -116,8 +116,8 @@ pub fn rotate_webhook_secret(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 }
 
 /// `GET /settings/logging/eventbridge`
-pub fn get_eventbridge(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+pub fn get_eventbridge(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
+    let env = auth::key_env(ctx)?;
     Ok(Resp::ok(&eventbridge_json(
         targets::get(&*ctx.db()?, env, targets::EVENTBRIDGE)?.as_ref(),
     )))
@@ -127,7 +127,7 @@ pub fn get_eventbridge(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 /// `{accessKeyId, secretAccessKey, region, eventBusName, enabled, endpoint?}`; the secret may be
 /// left out to keep the stored one.
 pub fn put_eventbridge(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+    let env = auth::key_env(ctx)?;
     let body = json_body(req)?;
     let existing = targets::get(&*ctx.db()?, env, targets::EVENTBRIDGE)?;
     let key_id = body.req_str("accessKeyId")?.to_string();
@@ -211,7 +211,7 @@ fn one_of<'a>(req: &'a Req, name: &str, allowed: &[&str]) -> Result<Option<&'a s
 
 /// `GET /settings/logging/deliveries?status&target&limit`
 pub fn list_deliveries(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env: Env = auth::api_key(ctx, req)?;
+    let env: Env = auth::key_env(ctx)?;
     let status = one_of(
         req,
         "status",
@@ -226,8 +226,8 @@ pub fn list_deliveries(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 }
 
 /// `POST /settings/logging/deliveries/{id}/retry`: sends a failed delivery again.
-pub fn retry_delivery(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+pub fn retry_delivery(ctx: &Ctx, _req: &Req, id: &str) -> Result<Resp, ApiError> {
+    let env = auth::key_env(ctx)?;
     let id = id.to_string();
     let d = ctx
         .write(move |c| deliveries::retry(c, env, &id))

@@ -81,7 +81,7 @@ fn new_user_fields(body: &Body) -> Result<(String, Option<String>), ApiError> {
 
 /// `POST /users`
 pub fn create(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+    let env = auth::key_env(ctx)?;
     let (username, full_name) = new_user_fields(&json_body(req)?)?;
     let user = ctx.write(move |c| users::insert(c, env, &username, full_name.as_deref()))?;
     Ok(Resp::ok(
@@ -91,7 +91,7 @@ pub fn create(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 
 /// `POST /users/batch`: the valid rows are created together; the others come back with a reason.
 pub fn create_batch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+    let env = auth::key_env(ctx)?;
     let body = json_body(req)?;
     let rows = match body.get("users") {
         None => return Err(ApiError::Unprocessable("users is required".into())),
@@ -158,7 +158,7 @@ fn error_text(e: ApiError) -> String {
 
 /// `GET /users`
 pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+    let env = auth::key_env(ctx)?;
     let limit = query_number(req, "limit", 1000, 1..=1000)? as usize;
     let filter = users::Filter {
         after: req.query("cursor").filter(|c| !c.is_empty()).map(str::to_string),
@@ -181,15 +181,15 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 }
 
 /// `GET /users/{userId}`
-pub fn get(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+pub fn get(ctx: &Ctx, _req: &Req, user: &str) -> Result<Resp, ApiError> {
+    let env = auth::key_env(ctx)?;
     let u = users::get(&*ctx.db()?, env, user).map_err(not_found)?;
     Ok(Resp::ok(&user_json(&u)))
 }
 
 /// `PUT|PATCH /users/{userId}`
 pub fn update(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+    let env = auth::key_env(ctx)?;
     let body = json_body(req)?;
     let mut patch = users::Patch::default();
     if let Some(u) = body.opt_str("username")? {
@@ -212,8 +212,8 @@ pub fn update(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
 }
 
 /// `DELETE /users/{userId}`: the user, their credentials, workflows and executions, together.
-pub fn delete(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+pub fn delete(ctx: &Ctx, _req: &Req, user: &str) -> Result<Resp, ApiError> {
+    let env = auth::key_env(ctx)?;
     let user = user.to_string();
     ctx.write(move |c| users::delete(c, env, &user)).map_err(not_found)?;
     Ok(Resp::ok(&json!({ "success": true })))
@@ -221,7 +221,7 @@ pub fn delete(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
 
 /// `GET /users/{userId}/token`
 pub fn token(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+    let env = auth::key_env(ctx)?;
     let u = users::get(&*ctx.db()?, env, user).map_err(not_found)?;
     if let Some(q) = req.query("userId").filter(|q| !q.is_empty()) {
         if q != u.id && q != u.username {
@@ -245,8 +245,8 @@ pub fn token(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
 }
 
 /// `PUT /users/{userId}/deactivate-workflows`
-pub fn deactivate_workflows(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+pub fn deactivate_workflows(ctx: &Ctx, _req: &Req, user: &str) -> Result<Resp, ApiError> {
+    let env = auth::key_env(ctx)?;
     let user = user.to_string();
     ctx.write(move |c| users::deactivate_workflows(c, env, &user))
         .map_err(not_found)?;
@@ -254,8 +254,8 @@ pub fn deactivate_workflows(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, Ap
 }
 
 /// `DELETE /users/{userId}/logs`: compliance erasure of a user's error logs.
-pub fn delete_logs(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+pub fn delete_logs(ctx: &Ctx, _req: &Req, user: &str) -> Result<Resp, ApiError> {
+    let env = auth::key_env(ctx)?;
     let user = user.to_string();
     let n = ctx
         .write(move |c| users::delete_logs(c, env, &user))

@@ -48,7 +48,7 @@ fn workflow_not_found(e: StoreError) -> ApiError {
 
 /// `POST /users/{userId}/integrations/{integrationId}/install` `{credentialId?}`
 pub fn install(ctx: &Ctx, req: &Req, user: &str, integration: &str) -> Result<Resp, ApiError> {
-    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let caller = auth::caller(ctx)?;
     let env = caller.env();
     let user = scoped_user(ctx, &caller, Some(user))?.expect("a user was named");
     integrations::get(&*ctx.db()?, env, integration).map_err(|e| ApiError::from_store(e, "integration"))?;
@@ -68,7 +68,7 @@ pub fn install(ctx: &Ctx, req: &Req, user: &str, integration: &str) -> Result<Re
 
 /// `GET /workflows?userId&integration`
 pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
-    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let caller = auth::caller(ctx)?;
     let user = scoped_user(ctx, &caller, req.query("userId"))?
         .ok_or_else(|| ApiError::Unprocessable("userId is required".into()))?;
     let app = req.query("integration").filter(|s| !s.is_empty());
@@ -93,14 +93,14 @@ pub fn visible(
 
 /// `GET /workflows/{workflowId}?userId`
 pub fn get(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
-    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let caller = auth::caller(ctx)?;
     let (_, wf) = visible(ctx, &caller, id, req.query("userId"))?;
     Ok(Resp::ok(&json!({ "data": workflow_json(&wf) })))
 }
 
 /// `DELETE /workflows/{workflowId}?userId`: the workflow and its executions.
 pub fn delete(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
-    let caller = auth::Caller::Key(auth::api_key(ctx, req)?);
+    let caller = auth::Caller::Key(auth::key_env(ctx)?);
     let (_, wf) = visible(ctx, &caller, id, req.query("userId"))?;
     ctx.write(move |c| workflows::delete(c, &wf.id))
         .map_err(workflow_not_found)?;
@@ -109,7 +109,7 @@ pub fn delete(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
 
 /// `PUT /workflows/activate` and `/deactivate`: `{userId, workflowId or workflowName}`
 pub fn set_active(ctx: &Ctx, req: &Req, active: bool) -> Result<Resp, ApiError> {
-    let caller = auth::api_key_or_user_token(ctx, req)?;
+    let caller = auth::caller(ctx)?;
     let body = json_body(req)?;
     let user = scoped_user(ctx, &caller, body.opt_str("userId")?)?
         .ok_or_else(|| ApiError::Unprocessable("userId is required".into()))?;
@@ -124,8 +124,8 @@ pub fn set_active(ctx: &Ctx, req: &Req, active: bool) -> Result<Resp, ApiError> 
 
 /// `GET /workflows/{workflowId}/users`: who has this workflow (a template workflow id lists
 /// every user who installed it).
-pub fn users(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
-    let env = auth::api_key(ctx, req)?;
+pub fn users(ctx: &Ctx, _req: &Req, id: &str) -> Result<Resp, ApiError> {
+    let env = auth::key_env(ctx)?;
     let rows = workflows::users_of(&*ctx.db()?, env, id)?;
     if rows.is_empty() && !template_exists(ctx, env, id)? {
         return Err(ApiError::NotFound("workflow not found".into()));

@@ -21,6 +21,13 @@ pub fn aad(credential_id: &str, user_id: &str) -> Vec<u8> {
 }
 
 /// Stores a credential for the user named by `user_ref`, sealing `data`.
+/// How many credentials a user has.
+pub fn count_for_user(conn: &Connection, user_id: &str) -> Result<usize> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM credentials WHERE user_id = ?1")?
+        .query_row([user_id], |r| r.get::<_, i64>(0))? as usize)
+}
+
 pub fn insert(
     conn: &Connection,
     secrets: &Secrets,

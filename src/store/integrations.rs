@@ -105,10 +105,16 @@ fn same_blocks(a: &[TemplateWorkflow], b: &[TemplateWorkflow]) -> bool {
 }
 
 pub fn list(conn: &Connection, env: Env) -> Result<Vec<Integration>> {
+    page(conn, env, None, usize::MAX)
+}
+
+/// Up to `limit` integrations in id order, after the id `after`.
+pub fn page(conn: &Connection, env: Env, after: Option<&str>, limit: usize) -> Result<Vec<Integration>> {
     let mut st = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM integrations WHERE env = ?1 ORDER BY id"
+        "SELECT {COLUMNS} FROM integrations WHERE env = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
     ))?;
-    let rows = st.query_map([env.as_str()], from_row)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = st.query_map(params![env.as_str(), after.unwrap_or(""), limit], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

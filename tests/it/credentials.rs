@@ -226,7 +226,7 @@ fn open_all(s: &Server, secrets: &Secrets) -> Vec<(String, Value)> {
 
 #[test]
 fn rotate_master_reseals_every_secret_while_the_server_keeps_serving() {
-    let mut s = Server::start();
+    let mut s = Server::start_configured(|c| c.max_credentials = 1000);
     let id = s.create_user("rotor");
     for i in 0..40 {
         assert_eq!(

@@ -10,6 +10,7 @@ mod environments;
 mod errors;
 mod harness;
 mod hostile;
+mod limits;
 mod peers;
 mod receiver;
 mod routes;
