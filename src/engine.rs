@@ -25,23 +25,36 @@ use std::time::{Duration, Instant};
 /// The most of a reply body kept in a block's result.
 const MAX_KEPT_BODY: u64 = 64 * 1024;
 
+/// Runs waiting for a worker, one queue per environment, and how many workers each
+/// environment has busy.
+#[derive(Default)]
+struct Queues {
+    waiting: [VecDeque<String>; 2],
+    busy: [usize; 2],
+    /// The environment served first next time (they take turns).
+    turn: usize,
+}
+
+fn slot(env: Env) -> usize {
+    match env {
+        Env::Development => 0,
+        Env::Production => 1,
+    }
+}
+
 /// The queue and its workers.
+///
+/// Fair between environments: they take turns, and neither may keep more than all workers
+/// but one busy, so one environment's slow runs (hanging on a slow server, say) always leave
+/// a worker for the other's.
+#[derive(Default)]
 pub struct Engine {
-    queue: Mutex<VecDeque<String>>,
+    queues: Mutex<Queues>,
     ready: Condvar,
     stop: AtomicBool,
     workers: Mutex<Vec<JoinHandle<()>>>,
-}
-
-impl Default for Engine {
-    fn default() -> Engine {
-        Engine {
-            queue: Mutex::default(),
-            ready: Condvar::new(),
-            stop: AtomicBool::new(false),
-            workers: Mutex::default(),
-        }
-    }
+    /// Workers started; an environment may have at most `max(1, n - 1)` of them busy.
+    started: std::sync::atomic::AtomicUsize,
 }
 
 impl Engine {
@@ -51,11 +64,13 @@ impl Engine {
         if !pending.is_empty() {
             log::info!("resuming {} queued runs", pending.len());
         }
-        app.engine
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(pending);
+        {
+            let mut q = app.engine.queues.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, env) in pending {
+                q.waiting[slot(env)].push_back(id);
+            }
+        }
+        app.engine.started.store(n, Ordering::SeqCst);
         let mut workers = app.engine.workers.lock().unwrap_or_else(|p| p.into_inner());
         for i in 0..n {
             let app = app.clone();
@@ -68,13 +83,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Hands a committed, queued run to the workers.
-    pub fn enqueue(&self, execution_id: String) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(execution_id);
-        self.ready.notify_one();
+    /// Hands a committed, queued run of `env` to the workers.
+    pub fn enqueue(&self, env: Env, execution_id: String) {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner()).waiting[slot(env)].push_back(execution_id);
+        self.ready.notify_all();
     }
 
     /// Lets each worker finish the run in hand, then stops them. Runs still queued stay queued
@@ -93,14 +105,24 @@ impl Engine {
         }
     }
 
-    fn next(&self) -> Option<String> {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+    /// The next run a worker may take, counted busy for its environment until [`Engine::done`].
+    fn next(&self) -> Option<(String, Env)> {
+        let cap = self.started.load(Ordering::SeqCst).saturating_sub(1).max(1);
+        let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 return None;
             }
-            if let Some(id) = q.pop_front() {
-                return Some(id);
+            for i in 0..2 {
+                let s = (q.turn + i) % 2;
+                if q.busy[s] < cap {
+                    if let Some(id) = q.waiting[s].pop_front() {
+                        q.busy[s] += 1;
+                        q.turn = (s + 1) % 2;
+                        let env = if s == 0 { Env::Development } else { Env::Production };
+                        return Some((id, env));
+                    }
+                }
             }
             q = self
                 .ready
@@ -108,6 +130,14 @@ impl Engine {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+    }
+
+    /// A worker finished a run of `env`.
+    fn done(&self, env: Env) {
+        let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        q.busy[slot(env)] -= 1;
+        drop(q);
+        self.ready.notify_all();
     }
 }
 
@@ -119,10 +149,11 @@ fn run_worker(app: &Arc<App>) {
             return;
         }
     };
-    while let Some(id) = app.engine.next() {
+    while let Some((id, env)) = app.engine.next() {
         if let Err(e) = run(app, &db, &id) {
             log::error!("run {id} could not be completed: {e}");
         }
+        app.engine.done(env);
     }
 }
 

@@ -100,7 +100,7 @@ pub fn run_workflow(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
             executions::enqueue(c, &wf.id, &user.id, &data)
         })
         .map_err(|e| ApiError::from_store(e, "user or workflow"))?;
-    ctx.app.engine.enqueue(execution_id.clone());
+    ctx.app.engine.enqueue(env, execution_id.clone());
     Ok(Resp::ok(&json!({ "message": "success", "executionId": execution_id })))
 }
 
@@ -133,7 +133,7 @@ pub fn run_event(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         })
         .map_err(|e| ApiError::from_store(e, "user"))?;
     for id in &ids {
-        ctx.app.engine.enqueue(id.clone());
+        ctx.app.engine.enqueue(env, id.clone());
     }
     let message = if ids.is_empty() {
         format!("no active workflow of this user listens for {event:?}")
@@ -157,6 +157,6 @@ pub fn rerun(ctx: &Ctx, req: &Req, workflow_id: &str, execution_id: &str) -> Res
             executions::enqueue(c, &wf.id, &user.id, &old.inputs)
         })
         .map_err(|e| ApiError::from_store(e, "workflow"))?;
-    ctx.app.engine.enqueue(new_id.clone());
+    ctx.app.engine.enqueue(env, new_id.clone());
     Ok(Resp::ok(&json!({ "message": "success", "executionUuid": new_id })))
 }

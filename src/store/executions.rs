@@ -73,16 +73,23 @@ pub fn claim(conn: &Connection, id: &str) -> Result<Option<Execution>> {
     Ok(st.query_row(params![id, ids::now_ms()], from_row).optional()?)
 }
 
-/// After a crash: runs left `running` go back to `queued`; returns every queued id, oldest first.
-pub fn recover(conn: &Connection) -> Result<Vec<String>> {
+/// After a crash: runs left `running` go back to `queued`; returns every queued id with its
+/// environment, oldest first.
+pub fn recover(conn: &Connection) -> Result<Vec<(String, Env)>> {
     let requeued = conn
         .prepare_cached("UPDATE executions SET status = 'queued' WHERE status = 'running'")?
         .execute([])?;
     if requeued > 0 {
         log::warn!("{requeued} runs were interrupted by a stop and are queued again");
     }
-    let mut st = conn.prepare_cached("SELECT id FROM executions WHERE status = 'queued' ORDER BY created_at, id")?;
-    let ids = st.query_map([], |r| r.get(0))?;
+    let mut st = conn.prepare_cached(
+        "SELECT e.id, u.env FROM executions e JOIN users u ON u.id = e.user_id \
+         WHERE e.status = 'queued' ORDER BY e.created_at, e.id",
+    )?;
+    let ids = st.query_map([], |r| {
+        let env: String = r.get(1)?;
+        Ok((r.get(0)?, Env::parse(&env).unwrap_or(Env::Development)))
+    })?;
     Ok(ids.collect::<rusqlite::Result<_>>()?)
 }
 

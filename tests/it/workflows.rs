@@ -789,3 +789,84 @@ fn integrations_load_from_a_file_at_start_up_without_duplicates() {
     assert_eq!(again[0]["integrationId"], list[0]["integrationId"]);
     assert_eq!(again[0]["version"], 1, "an unchanged file does not bump the version");
 }
+
+#[test]
+fn one_environments_slow_runs_leave_a_worker_for_the_others() {
+    let s = Server::start_configured(|c| {
+        c.workers = 4;
+        c.outbound_allow = ingot::outbound::parse_allow("127.0.0.1").unwrap();
+    });
+    let slow = Receiver::start();
+    slow.delay(3000);
+    let fast = Receiver::start();
+    let prod = s.new_key(ingot::store::Env::Production);
+    // Six development runs that each hang for three seconds on a slow server.
+    let (dev_user, dev_wf, _) = installed(
+        &s,
+        http_integration("slow", &format!("{}/slow", slow.url)),
+        "slowpoke",
+        "k",
+    );
+    for _ in 0..6 {
+        assert_eq!(
+            s.post(
+                "/run/workflow",
+                json!({ "userId": dev_user, "workflowId": dev_wf, "data": run_input() })
+            )
+            .status,
+            200
+        );
+    }
+    // Then one production run against a fast one.
+    let r = s.req_as(
+        &prod,
+        "POST",
+        "/integrations",
+        Some(&http_integration("fast", &format!("{}/fast", fast.url))),
+    );
+    let prod_iid = r.json["integrationId"].as_str().unwrap().to_string();
+    let prod_user = s
+        .req_as(&prod, "POST", "/users", Some(&json!({ "username": "speedy" })))
+        .json["userId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.req_as(
+        &prod,
+        "POST",
+        &format!("/users/{prod_user}/credentials"),
+        Some(&json!({ "type": "httpHeaderAuth", "data": { "fieldName": "X-Api-Key", "value": "k" } })),
+    );
+    let prod_wf = s
+        .req_as(
+            &prod,
+            "POST",
+            &format!("/users/{prod_user}/integrations/{prod_iid}/install"),
+            Some(&json!({})),
+        )
+        .json["data"][0]["workflowId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = s.req_as(
+        &prod,
+        "POST",
+        "/run/workflow",
+        Some(&json!({ "userId": prod_user, "workflowId": prod_wf, "data": run_input() })),
+    );
+    assert_eq!(run.status, 200, "{}", run.json);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ex = s.req_as(&prod, "GET", &format!("/workflows/{prod_wf}/logs"), None).json["data"][0].clone();
+        if ex["finished"] == true {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the production run never ran");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // It ran while every development run was still waiting on the slow server.
+    let dev = s.get(&format!("/workflows/{dev_wf}/logs?limit=30")).json["data"].clone();
+    let finished = dev.as_array().unwrap().iter().filter(|e| e["finished"] == true).count();
+    assert_eq!(finished, 0, "the production run waited for development runs: {dev}");
+    assert_eq!(fast.requests().len(), 1);
+}
