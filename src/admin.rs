@@ -14,6 +14,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<(Store, Option<String>)> {
     if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
     }
+    create_private(&config.db)?;
     let secrets = Arc::new(load_secrets(config, true)?);
     let store = Store::open(&config.db, config.sync, config.max_readers, secrets.clone())
         .with_context(|| format!("while opening the database {}", config.db.display()))?;
@@ -32,6 +33,20 @@ pub fn open_store(config: &Config) -> anyhow::Result<(Store, Option<String>)> {
         })
         .context("while preparing the database (is the master key the one it was made with?)")?;
     Ok((store, first_key))
+}
+
+/// Creates an empty database file with mode 0600 if there is none, before SQLite makes it
+/// (with the umask's mode): SQLite gives the `-wal` and `-shm` files the database's mode.
+fn create_private(db: &std::path::Path) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(db) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("while creating the database {}: {e}", db.display())),
+    }
 }
 
 /// Loads the master keyring for `config`. A key file is created only for a database that has

@@ -147,6 +147,15 @@ impl Keyring {
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
             let mut f = opts.open(&tmp).map_err(fail)?;
+            // A rewrite keeps the file's owner and mode: a rotation run as root must not leave
+            // the service's user unable to read its own key.
+            #[cfg(unix)]
+            if let Ok(old) = fs::metadata(path) {
+                use std::os::unix::fs::{MetadataExt, PermissionsExt};
+                f.set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777))
+                    .map_err(fail)?;
+                std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid())).map_err(fail)?;
+            }
             f.write_all(text.as_bytes()).map_err(fail)?;
             f.sync_all().map_err(fail)?;
         }

@@ -19,6 +19,8 @@ pub enum ApiError {
     /// Over a rate limit; seconds until the next request may pass.
     TooManyRequests(u64),
     Unavailable(String),
+    /// The disk is full; the detail is logged.
+    InsufficientStorage(String),
     Internal(String),
 }
 
@@ -36,6 +38,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => 422,
             ApiError::TooManyRequests(_) => 429,
             ApiError::Unavailable(_) => 503,
+            ApiError::InsufficientStorage(_) => 507,
             ApiError::Internal(_) => 500,
         }
     }
@@ -55,6 +58,7 @@ impl ApiError {
             }
             ApiError::TooManyRequests(secs) => format!("too many requests; try again in {secs} s"),
             ApiError::Unavailable(_) => "the server is shutting down or busy; try again".into(),
+            ApiError::InsufficientStorage(_) => "the server's disk is full; the write was not made".into(),
             ApiError::Internal(_) => "internal error".into(),
         }
     }
@@ -64,6 +68,7 @@ impl ApiError {
         match &self {
             ApiError::Internal(detail) => log::error!("internal error: {detail}"),
             ApiError::Unavailable(detail) => log::warn!("unavailable: {detail}"),
+            ApiError::InsufficientStorage(detail) => log::error!("disk full: {detail}"),
             _ => {}
         }
         let mut resp = Resp::json(self.status(), &serde_json::json!({ "message": self.public_message() }));
@@ -78,11 +83,15 @@ impl ApiError {
 
     /// Maps a storage error, naming the missing thing on `NotFound`.
     pub fn from_store(e: StoreError, what: &str) -> ApiError {
+        if e.is_disk_full() {
+            return ApiError::InsufficientStorage(e.to_string());
+        }
         match e {
             StoreError::NotFound => ApiError::NotFound(format!("{what} not found")),
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Invalid(m) => ApiError::Unprocessable(m),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::DiskFull => ApiError::InsufficientStorage(e.to_string()),
             e @ (StoreError::Sqlite(_) | StoreError::Crypto(_)) => ApiError::Internal(e.to_string()),
         }
     }

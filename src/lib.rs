@@ -69,6 +69,9 @@ impl App {
     }
 }
 
+/// How long a stop waits for requests in flight.
+const STOP_PATIENCE: Duration = Duration::from_secs(10);
+
 /// A running server. Dropping it shuts the server down.
 pub struct ServerHandle {
     addr: SocketAddr,
@@ -96,9 +99,14 @@ impl ServerHandle {
     }
 
     fn stop_now(&mut self) {
-        // Stop accepting, then let the requests in flight finish.
+        // Once only: `shutdown` stops, and the drop that follows must not wait again.
+        if self.server.is_none() {
+            return;
+        }
+        // Stop accepting, then let the requests in flight finish (within a bound, so a stop
+        // always ends inside systemd's stop timeout: a slow client is cut off).
         self.server.take();
-        self.edge.stop(Duration::from_secs(30));
+        self.edge.stop(STOP_PATIENCE);
         self.app.engine.stop();
         self.app.delivery.stop();
         if let Some((tx, handle)) = self.housekeeping.take() {

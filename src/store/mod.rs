@@ -91,6 +91,20 @@ pub enum StoreError {
     Crypto(#[from] CryptoError),
     #[error("the write did not complete: {0}")]
     Unavailable(String),
+    /// The disk (or the database's size limit) is full: the write was not made.
+    #[error("the disk is full")]
+    DiskFull,
+}
+
+impl StoreError {
+    /// Whether this is SQLite saying the disk is full, however it reached us.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull => true,
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -154,7 +168,9 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
 }
 
 type Reply = Box<dyn FnOnce(Option<StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+/// A write: runs on the writer's connection and says whether it succeeded, whether it failed
+/// for a full disk, and how to answer its caller once the commit is decided.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, bool, Reply) + Send>;
 
 /// What the writer has done, counted where SQLite reports it (its commit hook), so that the
 /// counts say what reached the disk rather than what the writer meant to do.
@@ -353,13 +369,14 @@ impl Store {
         let job: Job = Box::new(move |conn| {
             let result = f(conn);
             let ok = result.is_ok();
+            let full = result.as_ref().err().is_some_and(StoreError::is_disk_full);
             let reply: Reply = Box::new(move |commit_error| {
                 let _ = reply_tx.send(match commit_error {
                     Some(e) => Err(e),
                     None => result,
                 });
             });
-            (ok, reply)
+            (ok, full, reply)
         });
         let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let sender = sender.ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?;
@@ -407,43 +424,72 @@ fn run_writer(conn: Connection, rx: mpsc::Receiver<Job>, stats: &WriterStats) {
     log::debug!("writer stopped");
 }
 
-/// Runs one group commit.
+/// Runs one group commit (or more, when SQLite rolls a transaction back on its own).
 fn run_batch(conn: &Connection, batch: Vec<Job>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        // Dropping the jobs unrun drops their reply senders: each caller sees Unavailable.
-        log::error!("could not begin a write transaction: {e}");
-        drop(batch);
-        return;
-    }
-    let mut replies = Vec::with_capacity(batch.len());
-    for job in batch {
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-            log::error!("could not open a savepoint: {e}");
+    let mut jobs = batch.into_iter().peekable();
+    while jobs.peek().is_some() {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs unrun drops their reply senders: each caller sees Unavailable.
+            log::error!("could not begin a write transaction: {e}");
+            return;
+        }
+        let mut replies = Vec::new();
+        let mut rolled_back = None;
+        for job in jobs.by_ref() {
+            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                log::error!("could not open a savepoint: {e}");
+                continue;
+            }
+            match catch_unwind(AssertUnwindSafe(|| job(conn))) {
+                Ok((ok, full, reply)) => {
+                    replies.push(reply);
+                    // On a full disk (and some I/O errors) SQLite rolls back the whole
+                    // transaction itself: every write of this batch so far is gone.
+                    if conn.is_autocommit() {
+                        rolled_back = Some(full);
+                        break;
+                    }
+                    let end = if ok {
+                        "RELEASE job"
+                    } else {
+                        "ROLLBACK TO job; RELEASE job"
+                    };
+                    let _ = conn.execute_batch(end);
+                }
+                Err(_) => {
+                    // The job's reply sender was dropped with it: its caller sees Unavailable.
+                    log::error!("a write panicked; its changes were rolled back");
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                }
+            }
+        }
+        if let Some(full) = rolled_back {
+            log::error!(
+                "a write transaction was rolled back by SQLite{}",
+                if full { ": the disk is full" } else { "" }
+            );
+            for r in replies {
+                r(Some(if full {
+                    StoreError::DiskFull
+                } else {
+                    StoreError::Unavailable("the transaction was rolled back".into())
+                }));
+            }
             continue;
         }
-        match catch_unwind(AssertUnwindSafe(|| job(conn))) {
-            Ok((true, reply)) => {
-                let _ = conn.execute_batch("RELEASE job");
-                replies.push(reply);
-            }
-            Ok((false, reply)) => {
-                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                replies.push(reply);
-            }
-            Err(_) => {
-                // The job's reply sender was dropped with it: its caller sees Unavailable.
-                log::error!("a write panicked; its changes were rolled back");
-                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-            }
-        }
-    }
-    match conn.execute_batch("COMMIT") {
-        Ok(()) => replies.into_iter().for_each(|r| r(None)),
-        Err(e) => {
-            log::error!("group commit failed: {e}");
-            let _ = conn.execute_batch("ROLLBACK");
-            for r in replies {
-                r(Some(StoreError::Unavailable(format!("commit failed: {e}"))));
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => replies.into_iter().for_each(|r| r(None)),
+            Err(e) => {
+                log::error!("group commit failed: {e}");
+                let _ = conn.execute_batch("ROLLBACK");
+                let full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+                for r in replies {
+                    r(Some(if full {
+                        StoreError::DiskFull
+                    } else {
+                        StoreError::Unavailable(format!("commit failed: {e}"))
+                    }));
+                }
             }
         }
     }

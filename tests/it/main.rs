@@ -11,6 +11,7 @@ mod errors;
 mod harness;
 mod hostile;
 mod limits;
+mod operating;
 mod peers;
 mod receiver;
 mod routes;

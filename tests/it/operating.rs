@@ -1,0 +1,127 @@
+//! The appliance's own files and failures: private database files, key files that keep their
+//! owner and mode, a full disk answered 507, start-up errors that name the path, and a stop
+//! that ends within systemd's stop timeout.
+
+use crate::harness::Server;
+use ingot::config::MasterKeySource;
+use serde_json::json;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::{Duration, Instant};
+
+#[test]
+fn the_database_and_its_wal_files_are_private() {
+    let s = Server::start();
+    s.create_user("private");
+    let db = s.db_path();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", db.display());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{path} is {mode:o}");
+    }
+}
+
+#[test]
+fn rotating_the_master_key_keeps_the_key_files_owner_and_mode() {
+    let s = Server::start();
+    let MasterKeySource::File(key_file) = s.config.master_key.clone() else {
+        panic!()
+    };
+    // As a package install would have it: the service's user owns it, its group may read it.
+    std::os::unix::fs::chown(&key_file, Some(4242), Some(4343)).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    ingot::admin::rotate_master(&s.config).unwrap();
+    let meta = std::fs::metadata(&key_file).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (4242, 4343));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+}
+
+#[test]
+fn a_full_disk_is_507_saying_so_and_writes_resume_when_there_is_room() {
+    let s = Server::start();
+    // The database may not grow past its current size: SQLite answers SQLITE_FULL, as on a
+    // full disk.
+    let store = &s.app().store;
+    store
+        .write(|c| {
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            Ok(())
+        })
+        .unwrap();
+    let mut full = None;
+    for i in 0..2000 {
+        let r = s.post(
+            "/users",
+            json!({ "username": format!("filler-{i}-{}", "x".repeat(200)) }),
+        );
+        if r.status != 200 {
+            full = Some(r);
+            break;
+        }
+    }
+    let r = full.expect("the database never filled up");
+    assert_eq!(r.status, 507, "{}", r.json);
+    assert!(r.message().contains("disk is full"), "{}", r.message());
+    store
+        .write(|c| Ok(c.query_row("PRAGMA max_page_count = 1073741823", [], |_| Ok(()))?))
+        .unwrap();
+    assert_eq!(s.post("/users", json!({ "username": "room-again" })).status, 200);
+}
+
+#[test]
+fn a_start_up_failure_names_the_path_and_the_os_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("plain-file");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    let mut config = crate::harness::config_for(dir.path());
+    config.set_db(not_a_dir.join("ingot.db"));
+    let e = ingot::start(config, std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .err()
+        .expect("a database under a plain file cannot start");
+    let text = format!("{e:#}");
+    assert!(text.contains(&not_a_dir.display().to_string()), "{text}");
+    assert!(text.contains("(os error"), "{text}");
+}
+
+#[test]
+fn sigterm_with_a_slow_client_in_flight_exits_within_the_stop_timeout() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.path().join("ingot.db"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let addr = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(a) = line.strip_prefix("ingot listening on http://") {
+            break a.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    // A request whose body never finishes arriving (large enough that the handler, not the
+    // connection's parser, is reading it: the request is in flight).
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"POST /users HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"user")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // packaging/ingot.service gives it TimeoutStopSec=30.
+    let deadline = started + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running 30 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(slow);
+}
