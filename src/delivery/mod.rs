@@ -113,9 +113,15 @@ impl Deliverer {
 
     /// Waits until woken after `seen`, or `timeout`.
     fn wait(&self, seen: u64, timeout: Duration) {
-        let g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
-        if *g == seen && !self.stop.load(Ordering::SeqCst) {
-            let _ = self.ready.wait_timeout(g, timeout);
+        let deadline = Instant::now() + timeout;
+        let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        // In a loop: a condvar may wake without a notification.
+        while *g == seen && !self.stop.load(Ordering::SeqCst) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            g = self.ready.wait_timeout(g, left).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 
@@ -301,7 +307,42 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_is_capped_at_a_day() {
+        assert_eq!(MAX_RETRY_AFTER, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn a_wake_after_seen_ends_a_wait_at_once_and_an_unwoken_wait_lasts_its_timeout() {
+        let d = Deliverer::new(Vec::new());
+        let seen = d.generation();
+        d.wake();
+        assert_ne!(d.generation(), seen, "a wake moves the generation on");
+        let t = Instant::now();
+        d.wait(seen, Duration::from_secs(30));
+        assert!(t.elapsed() < Duration::from_secs(20), "a wake before the wait was lost");
+        // Nothing woke it after `now`: it sleeps its whole timeout.
+        let now = d.generation();
+        let t = Instant::now();
+        d.wait(now, Duration::from_millis(300));
+        assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+        // A wake from another thread during the wait ends it.
+        let d = std::sync::Arc::new(d);
+        let waker = d.clone();
+        let now = d.generation();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            waker.wake();
+        });
+        let t = Instant::now();
+        d.wait(now, Duration::from_secs(30));
+        assert!(t.elapsed() < Duration::from_secs(20));
+        h.join().unwrap();
+    }
+
+    #[test]
     fn schedules_parse_and_bad_ones_are_refused() {
+        assert!(parse_schedule("604800").is_ok(), "a week is the longest delay");
+        assert!(parse_schedule("604800.5").is_err());
         assert_eq!(
             parse_schedule("0.1, 2").unwrap(),
             vec![Duration::from_millis(100), Duration::from_secs(2)]
