@@ -1,6 +1,6 @@
-//! The one API error type, its status codes, and its JSON body.
+//! The one API error type and its status codes; `http::error_response` turns it into a
+//! response (this module knows no HTTP types).
 
-use crate::http::Resp;
 use crate::store::StoreError;
 
 /// Everything a handler can answer besides success. The public message is short and safe;
@@ -43,7 +43,9 @@ impl ApiError {
         }
     }
 
-    fn public_message(&self) -> String {
+    /// The message a client sees: short and safe; the detail of `Internal` and friends is
+    /// logged by the HTTP layer, never sent.
+    pub fn public_message(&self) -> String {
         match self {
             ApiError::BadRequest(m)
             | ApiError::Forbidden(m)
@@ -61,24 +63,6 @@ impl ApiError {
             ApiError::InsufficientStorage(_) => "the server's disk is full; the write was not made".into(),
             ApiError::Internal(_) => "internal error".into(),
         }
-    }
-
-    /// The response for this error.
-    pub fn into_resp(self) -> Resp {
-        match &self {
-            ApiError::Internal(detail) => log::error!("internal error: {detail}"),
-            ApiError::Unavailable(detail) => log::warn!("unavailable: {detail}"),
-            ApiError::InsufficientStorage(detail) => log::error!("disk full: {detail}"),
-            _ => {}
-        }
-        let mut resp = Resp::json(self.status(), &serde_json::json!({ "message": self.public_message() }));
-        match self {
-            ApiError::Unauthorized => resp.headers.push(("WWW-Authenticate", "Bearer".into())),
-            ApiError::MethodNotAllowed(allow) => resp.headers.push(("Allow", allow.into())),
-            ApiError::TooManyRequests(secs) => resp.headers.push(("Retry-After", secs.to_string())),
-            _ => {}
-        }
-        resp
     }
 
     /// Maps a storage error, naming the missing thing on `NotFound`.
@@ -100,5 +84,14 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         ApiError::from_store(e, "resource")
+    }
+}
+
+impl From<crate::workflow::DefError> for ApiError {
+    fn from(e: crate::workflow::DefError) -> ApiError {
+        match e {
+            crate::workflow::DefError::Malformed(m) => ApiError::BadRequest(m),
+            crate::workflow::DefError::Invalid(m) => ApiError::Unprocessable(m),
+        }
     }
 }

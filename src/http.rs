@@ -203,7 +203,7 @@ impl Edge {
         if self.stop.load(Ordering::SeqCst) {
             return send(
                 rq,
-                ApiError::Unavailable("a request arrived during shutdown".into()).into_resp(),
+                error_response(ApiError::Unavailable("a request arrived during shutdown".into())),
             );
         }
         handle(&Ctx::new(app), rq);
@@ -240,13 +240,32 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
         Err(e) => {
             // The body was not read to its end: whatever follows on this connection is
             // unframed, so nothing more is read from it.
-            let mut resp = e.into_resp();
+            let mut resp = error_response(e);
             resp.close = true;
             resp
         }
     };
     log::info!(target: "ingot::access", "{method} {path} {} {}us", resp.status, started.elapsed().as_micros());
     send(rq, resp);
+}
+
+/// The response for an error: its status, `{"message"}`, and the headers some statuses carry.
+/// The detail behind a 5xx is logged here, never sent.
+pub fn error_response(e: ApiError) -> Resp {
+    match &e {
+        ApiError::Internal(detail) => log::error!("internal error: {detail}"),
+        ApiError::Unavailable(detail) => log::warn!("unavailable: {detail}"),
+        ApiError::InsufficientStorage(detail) => log::error!("disk full: {detail}"),
+        _ => {}
+    }
+    let mut resp = Resp::json(e.status(), &serde_json::json!({ "message": e.public_message() }));
+    match e {
+        ApiError::Unauthorized => resp.headers.push(("WWW-Authenticate", "Bearer".into())),
+        ApiError::MethodNotAllowed(allow) => resp.headers.push(("Allow", allow.into())),
+        ApiError::TooManyRequests(secs) => resp.headers.push(("Retry-After", secs.to_string())),
+        _ => {}
+    }
+    resp
 }
 
 /// Writes a response out; a client that went away is only worth a debug line.
@@ -300,14 +319,17 @@ fn dispatch_caught(ctx: &Ctx, req: &Req) -> Resp {
 fn respond_caught(req: &Req, handler: impl FnOnce() -> Result<Resp, ApiError>) -> Resp {
     match catch_unwind(AssertUnwindSafe(handler)) {
         Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => e.into_resp(),
+        Ok(Err(e)) => error_response(e),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            ApiError::Internal(format!("handler panicked on {} {}: {what}", req.method, req.path)).into_resp()
+            error_response(ApiError::Internal(format!(
+                "handler panicked on {} {}: {what}",
+                req.method, req.path
+            )))
         }
     }
 }

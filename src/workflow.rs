@@ -1,11 +1,21 @@
 //! Workflow definitions: integration templates, triggers and blocks, parsed and checked once
 //! when they come in, and the `{{data.path}}` placeholders inside them.
 
-use crate::error::ApiError;
 use crate::ids;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+
+/// Why an integration definition cannot be used; the message names the field by its path.
+#[derive(Debug, thiserror::Error)]
+pub enum DefError {
+    /// A field of the wrong JSON type.
+    #[error("{0}")]
+    Malformed(String),
+    /// Well-formed, but not a valid definition.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// The block types a workflow may use.
 pub const BLOCK_TYPES: &[&str] = &["http", "fail"];
@@ -89,15 +99,15 @@ pub fn trigger_event(trigger: &Value) -> Option<&str> {
     (trigger.get("type")?.as_str()? == "event").then(|| trigger.get("event")?.as_str())?
 }
 
-fn bad_type(path: &str, what: &str) -> ApiError {
-    ApiError::BadRequest(format!("{path} must be {what}"))
+fn bad_type(path: &str, what: &str) -> DefError {
+    DefError::Malformed(format!("{path} must be {what}"))
 }
 
-fn invalid(path: &str, problem: &str) -> ApiError {
-    ApiError::Unprocessable(format!("{path} {problem}"))
+fn invalid(path: &str, problem: &str) -> DefError {
+    DefError::Invalid(format!("{path} {problem}"))
 }
 
-fn string_at<'a>(m: &'a Map<String, Value>, field: &str, path: &str) -> Result<Option<&'a str>, ApiError> {
+fn string_at<'a>(m: &'a Map<String, Value>, field: &str, path: &str) -> Result<Option<&'a str>, DefError> {
     match m.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -105,7 +115,7 @@ fn string_at<'a>(m: &'a Map<String, Value>, field: &str, path: &str) -> Result<O
     }
 }
 
-fn required_string<'a>(m: &'a Map<String, Value>, field: &str, path: &str) -> Result<&'a str, ApiError> {
+fn required_string<'a>(m: &'a Map<String, Value>, field: &str, path: &str) -> Result<&'a str, DefError> {
     match string_at(m, field, path)? {
         Some(s) if !s.trim().is_empty() => Ok(s),
         _ => Err(invalid(&format!("{path}.{field}"), "is required")),
@@ -114,7 +124,7 @@ fn required_string<'a>(m: &'a Map<String, Value>, field: &str, path: &str) -> Re
 
 /// Parses and checks an integration body (`{name, app, credentialType?, workflows}`).
 /// Template workflow ids and block ids are minted where missing.
-pub fn parse_integration(m: &Map<String, Value>) -> Result<IntegrationDef, ApiError> {
+pub fn parse_integration(m: &Map<String, Value>) -> Result<IntegrationDef, DefError> {
     let name = required_string(m, "name", "integration")?.to_string();
     let app = required_string(m, "app", "integration")?.to_string();
     let credential_type = string_at(m, "credentialType", "integration")?.map(str::to_string);
@@ -169,7 +179,7 @@ pub fn parse_integration(m: &Map<String, Value>) -> Result<IntegrationDef, ApiEr
     })
 }
 
-fn parse_trigger(v: Option<&Value>, path: &str) -> Result<Value, ApiError> {
+fn parse_trigger(v: Option<&Value>, path: &str) -> Result<Value, DefError> {
     match v {
         None | Some(Value::Null) => Ok(serde_json::json!({ "type": "manual" })),
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(serde_json::json!({ "type": s })),
@@ -185,7 +195,7 @@ fn parse_trigger(v: Option<&Value>, path: &str) -> Result<Value, ApiError> {
 }
 
 /// Parses and checks one block.
-pub fn parse_block(v: &Value, path: &str) -> Result<Block, ApiError> {
+pub fn parse_block(v: &Value, path: &str) -> Result<Block, DefError> {
     let m = v.as_object().ok_or_else(|| bad_type(path, "an object"))?;
     let kind = required_string(m, "type", path)?;
     if !BLOCK_TYPES.contains(&kind) {
@@ -316,7 +326,7 @@ fn scan_placeholders(s: &str) -> Vec<Result<String, String>> {
     out
 }
 
-fn check_placeholders(s: &str, path: &str) -> Result<(), ApiError> {
+fn check_placeholders(s: &str, path: &str) -> Result<(), DefError> {
     for p in scan_placeholders(s) {
         if let Err(text) = p {
             return Err(invalid(
@@ -427,15 +437,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn integration(blocks: Value) -> Result<IntegrationDef, ApiError> {
+    fn integration(blocks: Value) -> Result<IntegrationDef, DefError> {
         let body = json!({ "name": "n", "app": "a", "workflows": [{ "name": "w", "blocks": blocks }] });
         parse_integration(body.as_object().unwrap())
     }
 
-    fn message(e: ApiError) -> (u16, String) {
-        let status = e.status();
-        let body: Value = serde_json::from_slice(&e.into_resp().body).unwrap();
-        (status, body["message"].as_str().unwrap().to_string())
+    fn message(e: DefError) -> (u16, String) {
+        let text = e.to_string();
+        (crate::error::ApiError::from(e).status(), text)
     }
 
     #[test]

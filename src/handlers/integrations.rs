@@ -128,14 +128,7 @@ pub fn load_file(app: &crate::App, path: &std::path::Path) -> anyhow::Result<usi
             Some(e) => crate::store::Env::parse(e)
                 .with_context(|| format!("{}: entry {n}: unknown env {e:?}", path.display()))?,
         };
-        let def = workflow::parse_integration(m).map_err(|e| {
-            let body: Value = serde_json::from_slice(&e.into_resp().body).unwrap_or_default();
-            anyhow::anyhow!(
-                "{}: entry {n}: {}",
-                path.display(),
-                body["message"].as_str().unwrap_or("invalid")
-            )
-        })?;
+        let def = workflow::parse_integration(m).map_err(|e| anyhow::anyhow!("{}: entry {n}: {e}", path.display()))?;
         defs.push((env, def));
     }
     let count = defs.len();

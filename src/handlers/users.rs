@@ -149,11 +149,7 @@ pub fn create_batch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 }
 
 fn error_text(e: ApiError) -> String {
-    let resp = e.into_resp();
-    serde_json::from_slice::<Value>(&resp.body)
-        .ok()
-        .and_then(|v| v["message"].as_str().map(str::to_string))
-        .unwrap_or_default()
+    e.public_message()
 }
 
 /// `GET /users`
