@@ -190,17 +190,13 @@ fn run(app: &App, db: &Connection, id: &str) -> Result<(), StoreError> {
         )?;
         return Ok(());
     }
-    let credential_type = match &wf.integration_id {
-        Some(iid) => integrations::get(db, env, iid).ok().and_then(|i| i.credential_type),
-        None => None,
-    };
     let mut results = Vec::with_capacity(wf.blocks.len());
     let mut failure = None;
     for block in &wf.blocks {
         let started = ids::now_ms();
         let clock = Instant::now();
         let outcome = match block.kind.as_str() {
-            "http" => run_http(app, db, env, &wf, block, credential_type.as_deref(), &ex.inputs),
+            "http" => run_http(app, db, env, &wf, block, &ex.inputs),
             "fail" => Err(block.message.clone().unwrap_or_else(|| "Workflow failed".into())),
             other => Err(format!("Error: unknown block type {other}")),
         };
@@ -255,7 +251,6 @@ fn run_http(
     env: Env,
     wf: &workflows::Workflow,
     block: &Block,
-    integration_credential_type: Option<&str>,
     inputs: &Value,
 ) -> Result<Value, String> {
     let data = inputs;
@@ -282,7 +277,7 @@ fn run_http(
         }
         rq = rq.set(k, &value);
     }
-    if let Some((name, value)) = credential_header(app, db, wf, block, integration_credential_type)? {
+    if let Some((name, value)) = credential_header(app, db, env, wf, block)? {
         // Checked when the credential was made; checked again, without showing the value, for
         // credentials stored before that rule.
         if outbound::is_framing_header(&name) || !outbound::is_header_name(&name) || !outbound::is_header_value(&value)
@@ -340,24 +335,72 @@ fn transport_error(t: &ureq::Transport, timeout_ms: u64) -> String {
     }
 }
 
+/// Which of the user's credentials an `http` block sends, if it sends one: the block's own
+/// `credentialId`; else, for a block or integration with a credential type, the credential
+/// bound at install while it exists, else the user's newest of that type. The one rule, used
+/// by the write that queues a run (so a run that cannot get its credential is refused then)
+/// and by the worker that runs it. A failure to read is an error, never "no credential".
+pub fn credential_for(
+    conn: &Connection,
+    env: Env,
+    wf: &workflows::Workflow,
+    block: &Block,
+) -> Result<Option<String>, StoreError> {
+    let owned = credentials::list(conn, &wf.user_id)?;
+    if let Some(cid) = &block.credential_id {
+        if owned.iter().any(|c| &c.id == cid) {
+            return Ok(Some(cid.clone()));
+        }
+        return Err(StoreError::Invalid(format!(
+            "block {:?} uses credential {cid}, which is not this user's",
+            block.name
+        )));
+    }
+    let integration_type = match &wf.integration_id {
+        Some(iid) => match integrations::get(conn, env, iid) {
+            Ok(i) => i.credential_type,
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let Some(kind) = block.credential_type.as_deref().or(integration_type.as_deref()) else {
+        return Ok(None);
+    };
+    if let Some(bound) = wf.credential_id.as_ref().filter(|b| owned.iter().any(|c| &c.id == *b)) {
+        return Ok(Some(bound.clone()));
+    }
+    owned
+        .iter()
+        .rev()
+        .find(|c| c.kind == kind)
+        .map(|c| Some(c.id.clone()))
+        .ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "block {:?} needs a {kind} credential and the user has none",
+                block.name
+            ))
+        })
+}
+
 /// The header that carries the user's credential for this block, if it uses one. The secret is
 /// opened here, inside the run, and nowhere else.
 fn credential_header(
     app: &App,
     db: &Connection,
+    env: Env,
     wf: &workflows::Workflow,
     block: &Block,
-    integration_credential_type: Option<&str>,
 ) -> Result<Option<(String, String)>, String> {
-    let wanted_type = block.credential_type.as_deref().or(integration_credential_type);
-    let credential_id = match (&block.credential_id, wanted_type) {
-        (Some(id), _) => id.clone(),
-        (None, None) => return Ok(None),
-        (None, Some(kind)) => match &wf.credential_id {
-            Some(bound) => bound.clone(),
-            None => newest_of_type(db, &wf.user_id, kind)
-                .ok_or_else(|| format!("Error: the user has no {kind} credential"))?,
-        },
+    let unreadable = |e: StoreError| match e {
+        StoreError::Invalid(m) => format!("Error: {m}"),
+        e => {
+            log::error!("the credential of block {:?} could not be read: {e}", block.name);
+            "Error: the block's credential could not be read".to_string()
+        }
+    };
+    let Some(credential_id) = credential_for(db, env, wf, block).map_err(unreadable)? else {
+        return Ok(None);
     };
     let plain = credentials::open_data(db, &app.store.secrets, &credential_id, &wf.user_id).map_err(|e| match e {
         StoreError::NotFound => format!("Error: credential {credential_id} not found for this user"),
@@ -381,13 +424,4 @@ fn credential_header(
     Err(format!(
         "Error: credential {credential_id} has no usable field (fieldName and value, token, apiKey, accessToken, or username and password)"
     ))
-}
-
-fn newest_of_type(db: &Connection, user_id: &str, kind: &str) -> Option<String> {
-    credentials::list(db, user_id)
-        .ok()?
-        .into_iter()
-        .rev()
-        .find(|c| c.kind == kind)
-        .map(|c| c.id)
 }

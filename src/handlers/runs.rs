@@ -6,7 +6,7 @@
 use super::{auth, json_body};
 use crate::error::ApiError;
 use crate::http::{Ctx, Req, Resp};
-use crate::store::{credentials, executions, integrations, users, workflows, Env, StoreError};
+use crate::store::{executions, users, workflows, Env, StoreError};
 use crate::workflow;
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -34,31 +34,8 @@ fn check_runnable(
             missing.join(", ")
         )));
     }
-    let integration_type = match &wf.integration_id {
-        Some(iid) => integrations::get(conn, env, iid).ok().and_then(|i| i.credential_type),
-        None => None,
-    };
-    let owned = credentials::list(conn, &user.id)?;
     for b in wf.blocks.iter().filter(|b| b.kind == "http") {
-        if let Some(cid) = &b.credential_id {
-            if !owned.iter().any(|c| &c.id == cid) {
-                return Err(StoreError::Invalid(format!(
-                    "block {:?} uses credential {cid}, which is not this user's",
-                    b.name
-                )));
-            }
-        } else if let Some(kind) = b.credential_type.as_deref().or(integration_type.as_deref()) {
-            let bound = wf
-                .credential_id
-                .as_ref()
-                .is_some_and(|cid| owned.iter().any(|c| &c.id == cid));
-            if !bound && !owned.iter().any(|c| c.kind == kind) {
-                return Err(StoreError::Invalid(format!(
-                    "block {:?} needs a {kind} credential and the user has none",
-                    b.name
-                )));
-            }
-        }
+        crate::engine::credential_for(conn, env, wf, b)?;
     }
     Ok(())
 }
