@@ -185,6 +185,20 @@ fn a_slow_header_and_an_idle_connection_are_closed_by_their_timeouts() {
 }
 
 #[test]
+fn a_body_that_stops_arriving_is_408_within_the_body_time_limit() {
+    let s = Server::start_configured(|c| {
+        c.body_timeout = Duration::from_secs(1);
+        c.read_timeout = Duration::from_secs(1);
+    });
+    let mut c = connect(&s);
+    c.write_all(b"POST /users HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"username\":")
+        .unwrap();
+    let got = read_until_closed(&mut c);
+    assert_eq!(statuses(&got), vec![408], "{got}");
+    still_serves(&s);
+}
+
+#[test]
 fn past_the_connection_cap_new_connections_get_a_fast_503_and_service_resumes() {
     let s = Server::start_configured(|c| c.max_connections = 8);
     let held: Vec<TcpStream> = (0..8).map(|_| connect(&s)).collect();
