@@ -552,3 +552,78 @@ fn a_connection_flood_past_the_fd_limit_is_survived_and_service_resumes() {
     server.child.kill().unwrap();
     let _ = server.child.wait();
 }
+
+#[test]
+fn a_credential_that_cannot_be_a_header_never_reaches_a_log_line_even_at_trace() {
+    let rx = crate::receiver::Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ingot.db");
+    let mut server = spawn_with(&db, &[("INGOT_LOG", "trace"), ("INGOT_RETRY_SCHEDULE", "")]);
+    let (base, key) = (server.base.clone(), server.key.clone().unwrap());
+    let integration = json!({ "name": "leak", "app": "a", "credentialType": "httpHeaderAuth", "workflows": [{ "name": "w", "blocks": [{ "type": "http", "name": "Call", "url": format!("{}/x", rx.url) }] }] });
+    let iid = call(&base, &key, "POST", "/integrations", Some(integration)).1["integrationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = call(&base, &key, "POST", "/users", Some(json!({ "username": "leaky" }))).1["userId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let wf = call(
+        &base,
+        &key,
+        "POST",
+        &format!("/users/{user}/integrations/{iid}/install"),
+        Some(json!({})),
+    )
+    .1["data"][0]["workflowId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The API refuses such values; one stored before that rule is put straight into the file.
+    let secrets = ingot::store::Secrets::load(&ingot::config::MasterKeySource::File(ingot::config::default_key_file(
+        &db,
+    )))
+    .unwrap();
+    let conn = ingot::store::open_connection(&db, ingot::config::SyncMode::Full).unwrap();
+    for secret in ["nl-TraceS3cret-1\n", "cl\u{e9}-TraceS3cret-2"] {
+        let data = serde_json::to_vec(&json!({ "fieldName": "X-Key", "value": secret })).unwrap();
+        ingot::store::credentials::insert(
+            &conn,
+            &secrets,
+            ingot::store::Env::Development,
+            &user,
+            "httpHeaderAuth",
+            None,
+            &data,
+        )
+        .unwrap();
+        assert_eq!(
+            call(
+                &base,
+                &key,
+                "POST",
+                "/run/workflow",
+                Some(json!({ "userId": user, "workflowId": wf }))
+            )
+            .0,
+            200
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while call(&base, &key, "GET", &format!("/workflows/{wf}/logs"), None).1["data"][0]["finished"] != true {
+            assert!(std::time::Instant::now() < deadline, "the run did not finish");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    drop(conn);
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+    let lines: Vec<String> = server.lines.try_iter().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("TRACE") || l.contains("DEBUG")),
+        "control: trace logging ran"
+    );
+    let leaks: Vec<&String> = lines.iter().filter(|l| l.contains("TraceS3cret")).collect();
+    assert!(leaks.is_empty(), "a secret reached the log: {leaks:?}");
+    assert!(rx.requests().is_empty(), "the bad header was never sent");
+}
