@@ -713,3 +713,20 @@ fn a_credential_that_cannot_be_a_header_never_leaks_into_errors_deliveries_or_th
     s.stop();
     assert!(!db_contains(&db, b"S3cretValue"), "a secret is in the database file");
 }
+
+#[test]
+fn a_retry_goes_out_when_it_is_due_not_at_the_next_idle_look() {
+    // Unwoken, the delivery threads would sleep an hour: the retry 0.2 s after a refusal
+    // arriving within the deadline shows the thread sleeps only until the next delivery is due.
+    let s = Server::start_configured(|c| {
+        c.delivery_idle_wait = Duration::from_secs(3600);
+        c.retry_schedule = ingot::delivery::parse_schedule("0.2").unwrap();
+    });
+    let peer = WebhookPeer::start();
+    webhook_to(&s, &peer);
+    peer.control(json!({ "failFirst": 1, "status": 503 }));
+    let (user, wf) = failing_workflow(&s, "due");
+    fail_times(&s, &user, &wf, 1);
+    let st = peer.wait_until("the retry", |st| st["accepted"].as_array().unwrap().len() == 1);
+    assert_eq!(st["attempts"].as_array().unwrap().len(), 2, "{st}");
+}
