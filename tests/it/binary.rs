@@ -83,6 +83,32 @@ fn call(base: &str, key: &str, method: &str, path: &str, body: Option<Value>) ->
     }
 }
 
+/// Creates `integration` and a user named `username`, and installs it for them; returns
+/// (user id, first workflow id).
+fn install(base: &str, key: &str, integration: Value, username: &str) -> (String, String) {
+    let id = |(status, body): (u16, Value), field: &str| -> String {
+        assert_eq!(status, 200, "{body}");
+        body[field].as_str().unwrap().to_string()
+    };
+    let iid = id(
+        call(base, key, "POST", "/integrations", Some(integration)),
+        "integrationId",
+    );
+    let user = id(
+        call(base, key, "POST", "/users", Some(json!({ "username": username }))),
+        "userId",
+    );
+    let (status, body) = call(
+        base,
+        key,
+        "POST",
+        &format!("/users/{user}/integrations/{iid}/install"),
+        Some(json!({})),
+    );
+    assert_eq!(status, 200, "{body}");
+    (user, body["data"][0]["workflowId"].as_str().unwrap().to_string())
+}
+
 fn ingot(args: &[&str], db: &Path) -> std::process::Output {
     Command::new(BIN)
         .args(args)
@@ -254,22 +280,7 @@ fn kill_9_with_runs_queued_loses_none_and_they_finish_after_restart() {
     let key = server.key.clone().unwrap();
     let base = server.base.clone();
     let integration = json!({ "name": "slow", "app": "a", "workflows": [{ "name": "w", "blocks": [{ "type": "http", "url": format!("{}/hit", rx.url) }] }] });
-    let iid = call(&base, &key, "POST", "/integrations", Some(integration)).1["integrationId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let user = call(&base, &key, "POST", "/users", Some(json!({ "username": "q" }))).1["userId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let installed = call(
-        &base,
-        &key,
-        "POST",
-        &format!("/users/{user}/integrations/{iid}/install"),
-        Some(json!({})),
-    );
-    let wf = installed.1["data"][0]["workflowId"].as_str().unwrap().to_string();
+    let (user, wf) = install(&base, &key, integration, "q");
     let runs = 10;
     for _ in 0..runs {
         let (status, body) = call(
@@ -357,14 +368,7 @@ fn kill_9_while_errors_are_delivered_loses_no_delivery_and_no_log_line_holds_a_s
     // The failing block calls a receiver with the user's credential in a header.
     let credential = format!("cred-{}", ingot::ids::hex(&ingot::ids::random_bytes(10)));
     let integration = json!({ "name": "crashy", "app": "a", "credentialType": "httpHeaderAuth", "workflows": [{ "name": "w", "blocks": [{ "type": "http", "name": "Call", "url": format!("{}/x", rx.url) }] }] });
-    let iid = call(&base, &key, "POST", "/integrations", Some(integration)).1["integrationId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let user = call(&base, &key, "POST", "/users", Some(json!({ "username": "crash" }))).1["userId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (user, wf) = install(&base, &key, integration, "crash");
     call(
         &base,
         &key,
@@ -372,17 +376,6 @@ fn kill_9_while_errors_are_delivered_loses_no_delivery_and_no_log_line_holds_a_s
         &format!("/users/{user}/credentials"),
         Some(json!({ "type": "httpHeaderAuth", "data": { "fieldName": "X-Secret", "value": credential } })),
     );
-    let wf = call(
-        &base,
-        &key,
-        "POST",
-        &format!("/users/{user}/integrations/{iid}/install"),
-        Some(json!({})),
-    )
-    .1["data"][0]["workflowId"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let attempted = || {
         let (_, d) = call(&base, &key, "GET", "/settings/logging/deliveries", None);
         d["data"]
@@ -561,25 +554,7 @@ fn a_credential_that_cannot_be_a_header_never_reaches_a_log_line_even_at_trace()
     let mut server = spawn_with(&db, &[("INGOT_LOG", "trace"), ("INGOT_RETRY_SCHEDULE", "")]);
     let (base, key) = (server.base.clone(), server.key.clone().unwrap());
     let integration = json!({ "name": "leak", "app": "a", "credentialType": "httpHeaderAuth", "workflows": [{ "name": "w", "blocks": [{ "type": "http", "name": "Call", "url": format!("{}/x", rx.url) }] }] });
-    let iid = call(&base, &key, "POST", "/integrations", Some(integration)).1["integrationId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let user = call(&base, &key, "POST", "/users", Some(json!({ "username": "leaky" }))).1["userId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let wf = call(
-        &base,
-        &key,
-        "POST",
-        &format!("/users/{user}/integrations/{iid}/install"),
-        Some(json!({})),
-    )
-    .1["data"][0]["workflowId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (user, wf) = install(&base, &key, integration, "leaky");
     // The API refuses such values; one stored before that rule is put straight into the file.
     let secrets = ingot::store::Secrets::load(&ingot::config::MasterKeySource::File(ingot::config::default_key_file(
         &db,

@@ -201,6 +201,64 @@ impl Server {
             .collect()
     }
 
+    /// With `key`: creates the integration and a user, gives the user `credential` (if any),
+    /// and installs it; returns (user id, first workflow id).
+    pub fn installed_as(
+        &self,
+        key: &str,
+        integration: Value,
+        username: &str,
+        credential: Option<Value>,
+    ) -> (String, String) {
+        let r = self.req_as(key, "POST", "/integrations", Some(&integration));
+        assert_eq!(r.status, 200, "{}", r.json);
+        let iid = r.json["integrationId"].as_str().unwrap().to_string();
+        let r = self.req_as(
+            key,
+            "POST",
+            "/users",
+            Some(&serde_json::json!({ "username": username })),
+        );
+        assert_eq!(r.status, 200, "{}", r.json);
+        let user = r.json["userId"].as_str().unwrap().to_string();
+        if let Some(c) = credential {
+            let r = self.req_as(key, "POST", &format!("/users/{user}/credentials"), Some(&c));
+            assert_eq!(r.status, 200, "{}", r.json);
+        }
+        let r = self.req_as(
+            key,
+            "POST",
+            &format!("/users/{user}/integrations/{iid}/install"),
+            Some(&serde_json::json!({})),
+        );
+        assert_eq!(r.status, 200, "{}", r.json);
+        (user, r.json["data"][0]["workflowId"].as_str().unwrap().to_string())
+    }
+
+    /// With `key`: runs the workflow with `data` and waits (bounded) for the run to finish.
+    pub fn run_and_wait_as(&self, key: &str, user: &str, workflow: &str, data: Value) -> Value {
+        let body = serde_json::json!({ "userId": user, "workflowId": workflow, "data": data });
+        let r = self.req_as(key, "POST", "/run/workflow", Some(&body));
+        assert_eq!(r.status, 200, "{}", r.json);
+        let id = r.json["executionId"].clone();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let r = self.req_as(key, "GET", &format!("/workflows/{workflow}/logs?limit=30"), None);
+            let ex = r.json["data"]
+                .as_array()
+                .and_then(|a| a.iter().find(|e| e["executionId"] == id).cloned());
+            if let Some(ex) = ex.filter(|e| e["finished"] == true) {
+                return ex;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {id} did not finish: {}",
+                r.json
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Creates a user and returns its id.
     pub fn create_user(&self, username: &str) -> String {
         let r = self.post("/users", serde_json::json!({ "username": username }));

@@ -178,48 +178,10 @@ fn production_refuses_internal_addresses_unless_they_are_allowed() {
     for (allow, expected) in [("", "failed"), ("127.0.0.0/8", "succeeded")] {
         let s = Server::start_configured(|c| c.outbound_allow = ingot::outbound::parse_allow(allow).unwrap());
         let prod = s.new_key(ingot::store::Env::Production);
-        let iid = s.req_as(
-            &prod,
-            "POST",
-            "/integrations",
-            Some(&json!({ "name": "p", "app": "a", "workflows": [
-            { "name": "w", "blocks": [{ "type": "http", "url": format!("{}/p", rx.url) }] }] })),
-        );
-        let iid = iid.json["integrationId"].as_str().unwrap().to_string();
-        let user = s
-            .req_as(&prod, "POST", "/users", Some(&json!({ "username": "p" })))
-            .json["userId"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let wf = s
-            .req_as(
-                &prod,
-                "POST",
-                &format!("/users/{user}/integrations/{iid}/install"),
-                Some(&json!({})),
-            )
-            .json["data"][0]["workflowId"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let run = s.req_as(
-            &prod,
-            "POST",
-            "/run/workflow",
-            Some(&json!({ "userId": user, "workflowId": wf })),
-        );
-        assert_eq!(run.status, 200);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let ex = loop {
-            let r = s.req_as(&prod, "GET", &format!("/workflows/{wf}/logs"), None);
-            let ex = r.json["data"][0].clone();
-            if ex["finished"] == true {
-                break ex;
-            }
-            assert!(Instant::now() < deadline, "{}", r.json);
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let integration = json!({ "name": "p", "app": "a", "workflows": [
+            { "name": "w", "blocks": [{ "type": "http", "url": format!("{}/p", rx.url) }] }] });
+        let (user, wf) = s.installed_as(&prod, integration, "p", None);
+        let ex = s.run_and_wait_as(&prod, &user, &wf, json!({}));
         assert_eq!(ex["status"], expected, "allow {allow:?}: {ex}");
         // The production webhook is refused a loopback URL just the same.
         let hook = s.req_as(

@@ -817,53 +817,11 @@ fn one_environments_slow_runs_leave_a_worker_for_the_others() {
             200
         );
     }
-    // Then one production run against a fast one.
-    let r = s.req_as(
-        &prod,
-        "POST",
-        "/integrations",
-        Some(&http_integration("fast", &format!("{}/fast", fast.url))),
-    );
-    let prod_iid = r.json["integrationId"].as_str().unwrap().to_string();
-    let prod_user = s
-        .req_as(&prod, "POST", "/users", Some(&json!({ "username": "speedy" })))
-        .json["userId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    s.req_as(
-        &prod,
-        "POST",
-        &format!("/users/{prod_user}/credentials"),
-        Some(&json!({ "type": "httpHeaderAuth", "data": { "fieldName": "X-Api-Key", "value": "k" } })),
-    );
-    let prod_wf = s
-        .req_as(
-            &prod,
-            "POST",
-            &format!("/users/{prod_user}/integrations/{prod_iid}/install"),
-            Some(&json!({})),
-        )
-        .json["data"][0]["workflowId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let run = s.req_as(
-        &prod,
-        "POST",
-        "/run/workflow",
-        Some(&json!({ "userId": prod_user, "workflowId": prod_wf, "data": run_input() })),
-    );
-    assert_eq!(run.status, 200, "{}", run.json);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let ex = s.req_as(&prod, "GET", &format!("/workflows/{prod_wf}/logs"), None).json["data"][0].clone();
-        if ex["finished"] == true {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the production run never ran");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    // Then one production run against a fast one: it finishes.
+    let credential = json!({ "type": "httpHeaderAuth", "data": { "fieldName": "X-Api-Key", "value": "k" } });
+    let integration = http_integration("fast", &format!("{}/fast", fast.url));
+    let (prod_user, prod_wf) = s.installed_as(&prod, integration, "speedy", Some(credential));
+    s.run_and_wait_as(&prod, &prod_user, &prod_wf, run_input());
     // It ran while every development run was still waiting on the slow server.
     let dev = s.get(&format!("/workflows/{dev_wf}/logs?limit=30")).json["data"].clone();
     let finished = dev.as_array().unwrap().iter().filter(|e| e["finished"] == true).count();
