@@ -38,6 +38,16 @@ fn statuses(text: &str) -> Vec<u16> {
         .collect()
 }
 
+/// The `message` of the last response in `text`, which must be JSON.
+fn message_of(text: &str) -> String {
+    let body = text.rsplit("\r\n\r\n").next().unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    v["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message: {text:?}"))
+        .to_string()
+}
+
 /// Sends `raw` on a new connection; returns all the server said before closing.
 fn exchange(s: &Server, raw: &[u8]) -> String {
     let mut c = connect(s);
@@ -111,6 +121,8 @@ fn ambiguous_framing_is_400_and_closes() {
             "{:?} got {got:?}",
             String::from_utf8_lossy(raw)
         );
+        assert!(!message_of(&got).is_empty());
+        assert!(got.to_ascii_lowercase().contains("connection: close"), "{got}");
     }
     still_serves(&s);
 }
@@ -138,7 +150,9 @@ fn endless_and_too_many_headers_are_431_and_close() {
         many.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
     }
     many.extend_from_slice(b"\r\n");
-    assert_eq!(statuses(&exchange(&s, &many)), vec![431]);
+    let got = exchange(&s, &many);
+    assert_eq!(statuses(&got), vec![431]);
+    assert!(message_of(&got).contains("100 headers"), "{got}");
     let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(10_000));
     assert_eq!(statuses(&exchange(&s, long_target.as_bytes())), vec![431]);
     // Control: 50 headers are fine.
@@ -195,6 +209,7 @@ fn a_body_that_stops_arriving_is_408_within_the_body_time_limit() {
         .unwrap();
     let got = read_until_closed(&mut c);
     assert_eq!(statuses(&got), vec![408], "{got}");
+    assert!(message_of(&got).contains("in time"), "{got}");
     still_serves(&s);
 }
 

@@ -241,6 +241,27 @@ impl ClientConnection {
     }
 }
 
+impl ClientConnection {
+    /// Notes whether more requests may follow `rq` on this connection.
+    fn serve_next(&mut self, rq: &Request) {
+        let lowercase = rq
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Connection"))
+            .map(|h| h.value.as_str().to_ascii_lowercase());
+        match lowercase {
+            Some(ref val) if val.contains("close") => self.no_more_requests = true,
+            Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
+            Some(ref val) if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) => {
+                self.no_more_requests = true
+            }
+            None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
+            _ => (),
+        };
+    }
+
+}
+
 impl Iterator for ClientConnection {
     type Item = Request;
 
@@ -255,97 +276,35 @@ impl Iterator for ClientConnection {
             return None;
         }
 
-        loop {
-            let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::HeaderTooLarge) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(431));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // the rest of the header is unread: close
-                }
-
-                // ingot: a read that hit SO_RCVTIMEO fails with WouldBlock on Unix.
-                Err(ReadError::ReadIoError(ref err))
-                    if err.kind() == ErrorKind::TimedOut || err.kind() == ErrorKind::WouldBlock =>
-                {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+        // ingot: every refusal is `{"message"}` naming the problem, with
+        // `Connection: close`, and closes the connection: where the next request would
+        // start is unknown.
+        let (code, message) = match self.read() {
+            Ok(rq) if *rq.http_version() > (1, 1) => (505, "only HTTP/1.0 and HTTP/1.1 are served"),
+            Ok(rq) => {
+                self.serve_next(&rq);
+                return Some(rq);
             }
-
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
-
-            // returning the request
-            return Some(rq);
-        }
+            Err(ReadError::WrongRequestLine) => (400, "the request line is malformed (it must be METHOD TARGET HTTP/1.x, ASCII, ending in CRLF)"),
+            Err(ReadError::WrongHeader(_)) => (400, "a header line is malformed, or Content-Length and Transfer-Encoding do not say where the body ends"),
+            Err(ReadError::HeaderTooLarge) => (431, "the request header is too large (at most 8 KiB a line, 100 headers, 64 KiB in all)"),
+            // A read that hit SO_RCVTIMEO fails with WouldBlock on Unix.
+            Err(ReadError::ReadIoError(ref err))
+                if err.kind() == ErrorKind::TimedOut || err.kind() == ErrorKind::WouldBlock =>
+            {
+                (408, "the request did not arrive in time")
+            }
+            Err(ReadError::ExpectationFailed(_)) => (417, "the Expect header is not one this server meets (only 100-continue)"),
+            Err(ReadError::ReadIoError(_)) => return None,
+        };
+        let writer = self.sink.next().unwrap();
+        let body = format!("{{\"message\":\"{message}\"}}");
+        let response = Response::from_string(body)
+            .with_status_code(StatusCode(code))
+            .with_header(crate::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).unwrap())
+            .with_header(crate::Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
+        response.raw_print(writer, HTTPVersion(1, 1), &[], false, None).ok();
+        return None;
     }
 }
 
