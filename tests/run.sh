@@ -16,5 +16,11 @@ if [ ! -x "$peers/bin/python" ] || ! cmp -s tests/peers/requirements.txt "$peers
 fi
 export TEST_PEERS_PYTHON="$PWD/$peers/bin/python"
 
+# The edge and SSRF tests use prlimit and unshare (util-linux) and ip (iproute2), as root.
+if ! command -v ip >/dev/null || ! command -v unshare >/dev/null || ! command -v prlimit >/dev/null; then
+    echo "== installing iproute2 and util-linux"
+    apt-get update -qq && apt-get install -y -qq iproute2 util-linux >/dev/null
+fi
+
 echo "== building and running the tests"
 cargo test --locked
