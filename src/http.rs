@@ -364,7 +364,9 @@ fn read_request(rq: &mut tiny_http::Request, max_body: usize, body_timeout: Dura
     // Each read waits at most the connection's read timeout; the whole body gets
     // `body_timeout`.
     let deadline = Instant::now() + body_timeout;
-    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0).min(max_body));
+    // Grown as bytes arrive: a declared length is only a claim, and reserving it up front would
+    // let idle connections hold a body's worth of memory each.
+    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0).min(64 * 1024));
     let mut chunk = [0u8; 16 * 1024];
     let reader = rq.as_reader();
     loop {
