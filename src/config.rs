@@ -62,6 +62,7 @@ pub struct Config {
     /// What one client may make the HTTP edge hold.
     pub max_connections: usize,
     pub read_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
     pub header_timeout: std::time::Duration,
     pub body_timeout: std::time::Duration,
     pub write_timeout: std::time::Duration,
@@ -89,6 +90,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_MAX_CREDENTIALS_PER_USER", "100"),
     ("INGOT_MAX_CREDENTIAL_BYTES", "16384"),
     ("INGOT_READ_TIMEOUT", "30"),
+    ("INGOT_IDLE_TIMEOUT", "30"),
     ("INGOT_HEADER_TIMEOUT", "10"),
     ("INGOT_BODY_TIMEOUT", "30"),
     ("INGOT_WRITE_TIMEOUT", "30"),
@@ -171,6 +173,7 @@ impl Config {
             outbound_allow,
             max_connections,
             read_timeout: seconds("INGOT_READ_TIMEOUT", 30)?,
+            idle_timeout: seconds("INGOT_IDLE_TIMEOUT", 30)?,
             header_timeout: seconds("INGOT_HEADER_TIMEOUT", 10)?,
             body_timeout: seconds("INGOT_BODY_TIMEOUT", 30)?,
             write_timeout: seconds("INGOT_WRITE_TIMEOUT", 30)?,

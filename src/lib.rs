@@ -155,6 +155,7 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
     let limits = tiny_http::Limits {
         max_connections: c.max_connections,
         read_timeout: Some(c.read_timeout),
+        idle_timeout: Some(c.idle_timeout),
         header_timeout: c.header_timeout,
         write_timeout: Some(c.write_timeout),
         ..tiny_http::Limits::default()

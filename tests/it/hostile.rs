@@ -168,7 +168,8 @@ fn endless_and_too_many_headers_are_431_and_close() {
 fn a_slow_header_and_an_idle_connection_are_closed_by_their_timeouts() {
     let s = Server::start_configured(|c| {
         c.header_timeout = Duration::from_secs(1);
-        c.read_timeout = Duration::from_secs(2);
+        c.idle_timeout = Duration::from_secs(1);
+        c.read_timeout = Duration::from_secs(60);
     });
     // A header trickled a byte at a time, each byte well within the read timeout.
     let mut c = connect(&s);
@@ -190,11 +191,28 @@ fn a_slow_header_and_an_idle_connection_are_closed_by_their_timeouts() {
         read_until_closed(&mut c)
     };
     assert!(closed || statuses(&got) == vec![408], "{got:?}");
-    // An idle kept-alive connection is closed after the read timeout.
+    // An idle kept-alive connection is closed after the idle timeout (well before the read
+    // timeout, and before this client's own 20 s).
     let mut idle = connect(&s);
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let got = read_until_closed(&mut idle);
     assert_eq!(statuses(&got)[0], 200, "{got}");
+    // A request that has begun is held to the read timeout, not the idle one: a body that
+    // pauses for longer than the idle timeout still arrives.
+    let mut paused = connect(&s);
+    let body = br#"{"username":"paused"}"#;
+    let head = format!(
+        "POST /users HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        s.key,
+        body.len() + 2000
+    );
+    paused.write_all(head.as_bytes()).unwrap();
+    paused.write_all(&body[..5]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    paused.write_all(&body[5..]).unwrap();
+    paused.write_all(&[b' '; 2000]).unwrap();
+    let got = read_until_closed(&mut paused);
+    assert_eq!(statuses(&got), vec![200], "{got}");
     still_serves(&s);
 }
 

@@ -42,6 +42,9 @@ pub struct ClientConnection {
     // connection closed after it (see `Request::close_connection`).
     limits: crate::Limits,
     close_after: Arc<AtomicBool>,
+    // ingot: the socket itself, shared with the reader and writer, and its read timeout now.
+    control: Option<Arc<crate::connection::Connection>>,
+    timeout_now: Option<std::time::Duration>,
 }
 
 /// Error that can happen when reading a request.
@@ -65,6 +68,7 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let control = read_socket.control();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -76,8 +80,20 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            timeout_now: limits.idle_timeout,
             limits,
             close_after: Arc::new(AtomicBool::new(false)),
+            control,
+        }
+    }
+
+    /// ingot: sets the socket's read timeout, with no system call when it is already that.
+    fn set_read_timeout(&mut self, t: Option<std::time::Duration>) {
+        if self.timeout_now != t {
+            if let Some(c) = &self.control {
+                let _ = c.set_read_timeout(t);
+            }
+            self.timeout_now = t;
         }
     }
 
@@ -144,7 +160,10 @@ impl ClientConnection {
             // waiting for its next request); from then on the whole header has a deadline, and
             // the line, the header count and the header block have caps.
             let mut first = [0u8; 1];
-            match self.next_header_source.read(&mut first) {
+            self.set_read_timeout(self.limits.idle_timeout);
+            let got = self.next_header_source.read(&mut first);
+            self.set_read_timeout(self.limits.read_timeout);
+            match got {
                 Ok(0) => {
                     return Err(ReadError::ReadIoError(IoError::new(
                         ErrorKind::ConnectionAborted,

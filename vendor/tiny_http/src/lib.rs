@@ -125,9 +125,10 @@ pub type Handler = Arc<dyn Fn(Request) + Send + Sync>;
 pub struct Limits {
     /// Connections served at once; past it a new connection gets a fast `503` and is closed.
     pub max_connections: usize,
-    /// Each read from a client: waiting for the next request on a kept-alive connection, and
-    /// every wait for header or body bytes.
+    /// Each wait for header or body bytes once a request has begun.
     pub read_timeout: Option<Duration>,
+    /// A kept-alive connection's wait for the first byte of its next request.
+    pub idle_timeout: Option<Duration>,
     /// The whole request line and header block.
     pub header_timeout: Duration,
     /// Each write to a client.
@@ -145,6 +146,7 @@ impl Default for Limits {
         Limits {
             max_connections: 1024,
             read_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: Some(Duration::from_secs(30)),
             header_timeout: Duration::from_secs(10),
             write_timeout: Some(Duration::from_secs(30)),
             max_line: 8 * 1024,
@@ -386,7 +388,7 @@ impl Server {
                             continue;
                         }
                         let _ = sock.set_write_timeout(limits.write_timeout);
-                        let _ = sock.set_read_timeout(limits.read_timeout);
+                        let _ = sock.set_read_timeout(limits.idle_timeout);
                         let pair = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
