@@ -361,6 +361,10 @@ fn read_request(rq: &mut tiny_http::Request, max_body: usize, body_timeout: Dura
         }
         return Err(ApiError::PayloadTooLarge(max_body));
     }
+    // No body declared (no Content-Length, no Transfer-Encoding): nothing to read.
+    if rq.body_length().unwrap_or(0) == 0 && req.header("transfer-encoding").is_none() {
+        return Ok(req);
+    }
     // Each read waits at most the connection's read timeout; the whole body gets
     // `body_timeout`.
     let deadline = Instant::now() + body_timeout;

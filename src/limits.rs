@@ -44,6 +44,13 @@ impl Rate {
     }
 }
 
+/// Whose bucket a request takes from: an API key's (by key id) or a user's (by user id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    Key(String),
+    User(String),
+}
+
 /// The buckets for API keys and for users.
 pub struct RateLimits {
     pub per_key: Rate,
@@ -60,17 +67,33 @@ impl RateLimits {
         }
     }
 
-    /// Takes one token from `subject`'s bucket (`key:…` or `user:…`), or says how many whole
-    /// seconds until one is there.
-    pub fn admit(&self, subject: &str, now_ms: i64) -> Result<(), ApiError> {
-        let rate = if subject.starts_with("key:") {
-            self.per_key
-        } else {
-            self.per_user
-        };
+    /// Takes one token from the bucket of `subject`, or says how many whole seconds until one
+    /// is there. Free (no clock, no allocation) when the subject's kind has no limit.
+    pub fn admit(&self, subject: &Subject) -> Result<(), ApiError> {
+        if self.rate_of(subject).per_second <= 0.0 {
+            return Ok(());
+        }
+        self.admit_at(subject, crate::ids::now_ms())
+    }
+
+    fn rate_of(&self, subject: &Subject) -> Rate {
+        match subject {
+            Subject::Key(_) => self.per_key,
+            Subject::User(_) => self.per_user,
+        }
+    }
+
+    /// [`RateLimits::admit`] at a given time.
+    pub fn admit_at(&self, subject: &Subject, now_ms: i64) -> Result<(), ApiError> {
+        let rate = self.rate_of(subject);
         if rate.per_second <= 0.0 {
             return Ok(());
         }
+        let subject = match subject {
+            Subject::Key(id) => format!("key:{id}"),
+            Subject::User(id) => format!("user:{id}"),
+        };
+        let subject = subject.as_str();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(subject) {
             buckets.retain(|k, (tokens, at)| {
@@ -101,15 +124,20 @@ mod tests {
     #[test]
     fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
         let l = RateLimits::new(Rate::parse("2,3").unwrap(), Rate::UNLIMITED);
+        let (a, b, u) = (
+            Subject::Key("a".into()),
+            Subject::Key("b".into()),
+            Subject::User("u".into()),
+        );
         for _ in 0..3 {
-            l.admit("key:a", 0).unwrap();
+            l.admit_at(&a, 0).unwrap();
         }
-        assert!(matches!(l.admit("key:a", 0), Err(ApiError::TooManyRequests(1))));
-        l.admit("key:b", 0).expect("another key has its own bucket");
-        l.admit("key:a", 500).expect("half a second refills one token at 2/s");
-        assert!(l.admit("key:a", 500).is_err());
+        assert!(matches!(l.admit_at(&a, 0), Err(ApiError::TooManyRequests(1))));
+        l.admit_at(&b, 0).expect("another key has its own bucket");
+        l.admit_at(&a, 500).expect("half a second refills one token at 2/s");
+        assert!(l.admit_at(&a, 500).is_err());
         for _ in 0..1000 {
-            l.admit("user:u", 0).expect("users are not limited here");
+            l.admit_at(&u, 0).expect("users are not limited here");
         }
     }
 

@@ -7,6 +7,7 @@
 use crate::error::ApiError;
 use crate::http::{Ctx, Req};
 use crate::ids;
+use crate::limits::Subject;
 use crate::router::Auth;
 use crate::store::{keys, users, Env};
 
@@ -48,24 +49,28 @@ impl Caller {
     }
 }
 
-/// Checks the request's credentials as `rule` says; the caller and the subject its rate
-/// limit is kept under (`key:<id>` or `user:<id>`), or `None` for open routes.
-pub fn authenticate(ctx: &Ctx, req: &Req, rule: Auth) -> Result<Option<(Caller, String)>, ApiError> {
+/// Checks the request's credentials as `rule` says; the caller and whose rate limit the
+/// request counts against, or `None` for open routes.
+pub fn authenticate(ctx: &Ctx, req: &Req, rule: Auth) -> Result<Option<(Caller, Subject)>, ApiError> {
     let by_token = req.header("authorization").is_none() && req.header(USER_TOKEN_HEADER).is_some();
-    let caller = match rule {
-        Auth::None => return Ok(None),
-        Auth::UserToken => check_user_token(ctx, req)?,
-        Auth::KeyOrUserToken if by_token => check_user_token(ctx, req)?,
+    match rule {
+        Auth::None => Ok(None),
+        Auth::UserToken => user_caller(ctx, req).map(Some),
+        Auth::KeyOrUserToken if by_token => user_caller(ctx, req).map(Some),
         Auth::ApiKey | Auth::KeyOrUserToken => {
             let (id, env) = check_api_key(ctx, req)?;
-            return Ok(Some((Caller::Key(env), format!("key:{id}"))));
+            Ok(Some((Caller::Key(env), Subject::Key(id))))
         }
+    }
+}
+
+fn user_caller(ctx: &Ctx, req: &Req) -> Result<(Caller, Subject), ApiError> {
+    let caller = check_user_token(ctx, req)?;
+    let Caller::User { user, .. } = &caller else {
+        unreachable!("check_user_token makes users")
     };
-    let subject = match &caller {
-        Caller::User { user, .. } => format!("user:{}", user.id),
-        Caller::Key(_) => unreachable!("keys returned above"),
-    };
-    Ok(Some((caller, subject)))
+    let subject = Subject::User(user.id.clone());
+    Ok((caller, subject))
 }
 
 /// The environment of the API key this request was authenticated with.

@@ -13,7 +13,6 @@ pub mod workflows;
 
 use crate::error::ApiError;
 use crate::http::{Ctx, Req, Resp};
-use crate::ids;
 use crate::router::{self, Route};
 use serde_json::{Map, Value};
 
@@ -23,7 +22,7 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let route = router::route(&req.method, &req.segments)?;
     let caller = auth::authenticate(ctx, req, route.auth())?;
     if let Some((_, subject)) = &caller {
-        ctx.app.limits.admit(subject, ids::now_ms())?;
+        ctx.app.limits.admit(subject)?;
     }
     ctx.set_caller(caller.map(|(c, _)| c));
     match route {

@@ -226,6 +226,9 @@ struct ReadPool {
     /// Connections open, idle or lent.
     open: AtomicUsize,
     returned: Condvar,
+    /// Requests waiting for a connection (changed only under the `idle` lock), so a return
+    /// wakes someone only when someone waits: a notify is a system call.
+    waiting: AtomicUsize,
     max: usize,
     closed: AtomicBool,
 }
@@ -253,8 +256,11 @@ impl Drop for Reader<'_> {
             self.pool.open.fetch_sub(1, Ordering::SeqCst);
             return;
         }
-        lock(&self.pool.idle).push((conn, Instant::now()));
-        self.pool.returned.notify_one();
+        let mut idle = lock(&self.pool.idle);
+        idle.push((conn, Instant::now()));
+        if self.pool.waiting.load(Ordering::SeqCst) > 0 {
+            self.pool.returned.notify_one();
+        }
     }
 }
 
@@ -295,6 +301,7 @@ impl Store {
                 idle: Mutex::default(),
                 open: AtomicUsize::new(0),
                 returned: Condvar::new(),
+                waiting: AtomicUsize::new(0),
                 max: max_readers.max(1),
                 closed: AtomicBool::new(false),
             },
@@ -337,11 +344,13 @@ impl Store {
             if left.is_zero() {
                 return Err(StoreError::Unavailable("every read connection is busy".into()));
             }
+            pool.waiting.fetch_add(1, Ordering::SeqCst);
             idle = pool
                 .returned
                 .wait_timeout(idle, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            pool.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 

@@ -8,7 +8,8 @@
 # The load generator is tests/bench/loadgen.rs (built here with --release). Each server gets a
 # fresh temp database on a free 127.0.0.1 port and BENCH_SEED users; traffic is loopback only.
 # Knobs: BENCH_CONCURRENCY (32), BENCH_SECONDS (5), BENCH_REPS (3), BENCH_SEED (2000),
-# BENCH_WRITES (2000), BENCH_TASKSET ("" or e.g. "taskset -c 1" to pin the servers).
+# BENCH_WRITES (2000), BENCH_TASKSET and BENCH_LG_TASKSET (e.g. "taskset -c 1" for the servers
+# and "taskset -c 0" for the load generator: steadier figures on a shared machine).
 set -euo pipefail
 
 [ $# -eq 2 ] || { echo "usage: $0 INGOT_A INGOT_B" >&2; exit 2; }
@@ -20,6 +21,7 @@ REPS=${BENCH_REPS:-3}
 SEED=${BENCH_SEED:-2000}
 WRITES=${BENCH_WRITES:-2000}
 PIN=${BENCH_TASKSET:-}
+LG_PIN=${BENCH_LG_TASKSET:-}
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d /tmp/ingot-ab.XXXXXX)
@@ -59,7 +61,7 @@ start A "$A"
 start B "$B"
 mkdir -p "$WORK/res"
 
-lg() { "$LG" --concurrency "$CONC" "$@"; }
+lg() { $LG_PIN "$LG" --concurrency "$CONC" "$@"; }
 for s in A B; do
     url=URL_$s auth=AUTH_$s
     lg --url "${!url}" --header "${!auth}" --method POST --path /users \
