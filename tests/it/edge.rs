@@ -130,3 +130,20 @@ fn the_read_pool_is_bounded_taken_only_by_readers_and_shrinks_when_idle() {
     }
     assert_eq!(s.get("/users").status, 200, "and the pool opens again on demand");
 }
+
+#[test]
+fn a_request_that_finds_every_reader_lent_waits_then_gets_503_and_service_goes_on() {
+    let s = Server::start_configured(|c| c.max_readers = 1);
+    let store = &s.app().store;
+    let held = store.read().unwrap();
+    let r = s.get("/users");
+    assert_eq!(r.status, 503, "{}", r.json);
+    assert!(r.message().contains("try again"), "{}", r.message());
+    drop(held);
+    assert_eq!(s.get("/users").status, 200);
+    assert_eq!(
+        store.readers_open(),
+        1,
+        "the one connection was reused, not a second opened"
+    );
+}
