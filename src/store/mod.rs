@@ -528,6 +528,15 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_is_recognised_however_it_arrives() {
+        assert!(StoreError::DiskFull.is_disk_full());
+        let full = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None);
+        assert!(StoreError::Sqlite(full).is_disk_full());
+        assert!(!StoreError::NotFound.is_disk_full());
+        assert!(!StoreError::Unavailable("busy".into()).is_disk_full());
+    }
+
+    #[test]
     fn a_newer_database_is_refused() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "user_version", 999).unwrap();
