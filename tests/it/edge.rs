@@ -146,4 +146,26 @@ fn a_request_that_finds_every_reader_lent_waits_then_gets_503_and_service_goes_o
         1,
         "the one connection was reused, not a second opened"
     );
+
+    // A request waiting for the connection gets it as soon as it comes back, not when its
+    // five-second wait runs out.
+    let held = store.read().unwrap();
+    let (base, key) = (s.base.clone(), s.key.clone());
+    let waiter = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let status = ureq::get(&format!("{base}/users"))
+            .set("Authorization", &format!("Bearer {key}"))
+            .call()
+            .map(|r| r.status())
+            .unwrap_or(0);
+        (status, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    drop(held);
+    let (status, waited) = waiter.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        waited < Duration::from_secs(4),
+        "served only when its wait ran out: {waited:?}"
+    );
 }
