@@ -113,6 +113,14 @@ fn the_read_pool_is_bounded_taken_only_by_readers_and_shrinks_when_idle() {
     assert!(statuses.iter().all(|&c| c == 200), "{statuses:?}");
     let open = store.readers_open();
     assert!((1..=3).contains(&open), "{open} read connections open");
+    // Connections idle for less than the limit stay, and `keep` stay warm whatever their age.
+    let lent: Vec<_> = (0..3).map(|_| store.read().unwrap()).collect();
+    assert_eq!(store.readers_open(), 3);
+    drop(lent);
+    store.trim_readers(0, Duration::from_secs(3600));
+    assert_eq!(store.readers_open(), 3, "recently used connections were closed");
+    store.trim_readers(1, Duration::ZERO);
+    assert_eq!(store.readers_open(), 1, "keep 1 leaves exactly one");
     // Idle connections close again (the housekeeping thread does this after a minute).
     // (A request's connection goes back just after its answer is sent: allow for that.)
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
