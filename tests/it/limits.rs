@@ -196,4 +196,25 @@ fn every_route_declares_its_auth_and_refuses_callers_it_does_not_take() {
     }
     // Every route of the router was called above.
     assert_eq!(routes.len(), 40);
+    // With both an API key and a user token, the key decides: it may act for another user.
+    let other = s.create_user("authz-other");
+    let auth = format!("Bearer {}", s.key);
+    let both = s.call(
+        "GET",
+        &format!("/users/{other}/credentials"),
+        &[("Authorization", &auth), ("x-alloy-user-token", &token)],
+        None,
+    );
+    assert_eq!(both.status, 200, "{}", both.json);
+    let token_only = s.call(
+        "GET",
+        &format!("/users/{other}/credentials"),
+        &[("x-alloy-user-token", &token)],
+        None,
+    );
+    assert_eq!(
+        token_only.status, 403,
+        "control: the token alone may not: {}",
+        token_only.json
+    );
 }
