@@ -312,10 +312,26 @@ fn a_named_master_key_file_that_is_missing_is_an_error_not_a_new_key() {
         .unwrap();
     assert!(format!("{e:#}").contains("elsewhere.key"), "{e:#}");
     assert!(!named.exists());
-    // Given an existing file, that key is used.
-    std::fs::write(&named, ingot::ids::hex(&ingot::ids::random_bytes(32))).unwrap();
+    // Given an existing file, that key is used, and the file is left as it was.
+    let key = ingot::ids::hex(&ingot::ids::random_bytes(32));
+    std::fs::write(&named, &key).unwrap();
     let s = Server::start_with(dir, config);
     assert_eq!(s.get("/users").status, 200);
+    assert_eq!(
+        std::fs::read_to_string(&named).unwrap(),
+        key,
+        "the key file was rewritten"
+    );
+    let sealed_with = Keyring::read_file(&named).unwrap().first_id();
+    let conn = open_db(&s.db_path());
+    let blob: Vec<u8> = conn
+        .query_row("SELECT private_sealed FROM signing_keys LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        envelope_key_id(&blob),
+        Some(sealed_with),
+        "secrets are sealed with the given key"
+    );
 }
 
 #[test]

@@ -233,3 +233,20 @@ fn users_keys_and_tokens_survive_a_restart() {
     assert_eq!(session_status(&s, &token), 200);
     assert_eq!(s.get("/users/durable/token").status, 200);
 }
+
+#[test]
+fn an_api_keys_last_use_is_recorded() {
+    let s = Server::start();
+    let listed = |s: &Server| ingot::admin::list_keys(&s.config).unwrap();
+    assert!(listed(&s).iter().all(|k| k.last_used_at.is_none()), "no use yet");
+    let before = ingot::ids::now_ms();
+    assert_eq!(s.get("/users").status, 200);
+    // The server notes uses in memory and records them every ten seconds; flush now.
+    s.app().flush_key_uses();
+    let keys = listed(&s);
+    let used = keys
+        .iter()
+        .find(|k| k.last_used_at.is_some())
+        .expect("the key's use was recorded");
+    assert!(used.last_used_at.unwrap() >= before);
+}
