@@ -28,6 +28,7 @@ pub struct Receiver {
     pub url: String,
     status: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
+    body: Arc<Mutex<String>>,
     got: Arc<Mutex<Vec<Got>>>,
     server: Arc<tiny_http::Server>,
     thread: Option<JoinHandle<()>>,
@@ -41,7 +42,14 @@ impl Receiver {
         let status = Arc::new(AtomicU16::new(200));
         let delay_ms = Arc::new(AtomicU64::new(0));
         let got = Arc::new(Mutex::new(Vec::new()));
-        let (srv, st, dl, g) = (server.clone(), status.clone(), delay_ms.clone(), got.clone());
+        let body = Arc::new(Mutex::new("{\"ok\":true}".to_string()));
+        let (srv, st, dl, g, b) = (
+            server.clone(),
+            status.clone(),
+            delay_ms.clone(),
+            got.clone(),
+            body.clone(),
+        );
         let thread = std::thread::spawn(move || {
             for mut rq in srv.incoming_requests() {
                 let mut body = String::new();
@@ -59,13 +67,15 @@ impl Receiver {
                 });
                 std::thread::sleep(Duration::from_millis(dl.load(Ordering::SeqCst)));
                 let code = st.load(Ordering::SeqCst);
-                let _ = rq.respond(tiny_http::Response::from_string("{\"ok\":true}").with_status_code(code));
+                let answer = b.lock().unwrap().clone();
+                let _ = rq.respond(tiny_http::Response::from_string(answer).with_status_code(code));
             }
         });
         Receiver {
             url,
             status,
             delay_ms,
+            body,
             got,
             server,
             thread: Some(thread),
@@ -75,6 +85,11 @@ impl Receiver {
     /// Answers every following request with `status`.
     pub fn answer(&self, status: u16) {
         self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answers every following request with this body.
+    pub fn answer_body(&self, body: &str) {
+        *self.body.lock().unwrap() = body.to_string();
     }
 
     /// Waits this long before answering each request.

@@ -828,3 +828,18 @@ fn one_environments_slow_runs_leave_a_worker_for_the_others() {
     assert_eq!(finished, 0, "the production run waited for development runs: {dev}");
     assert_eq!(fast.requests().len(), 1);
 }
+
+#[test]
+fn a_blocks_result_keeps_at_most_64_kib_of_the_reply() {
+    let s = Server::start();
+    let rx = Receiver::start();
+    rx.answer_body(&"a".repeat(100 * 1024));
+    let iid = s.create_integration(json!({ "name": "big", "app": "a", "workflows": [
+        { "name": "w", "blocks": [{ "type": "http", "url": format!("{}/big", rx.url) }] }] }));
+    let user = s.create_user("big-reply");
+    let wf = s.install(&user, &iid).remove(0);
+    let ex = s.run_and_wait_as(&s.key, &user, &wf, json!({}));
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    let kept = ex["results"][0]["output"]["body"].as_str().unwrap();
+    assert_eq!(kept.len(), 64 * 1024);
+}
