@@ -843,3 +843,49 @@ fn a_blocks_result_keeps_at_most_64_kib_of_the_reply() {
     let kept = ex["results"][0]["output"]["body"].as_str().unwrap();
     assert_eq!(kept.len(), 64 * 1024);
 }
+
+#[test]
+fn environments_take_turns_for_the_workers() {
+    let s = Server::start_configured(|c| {
+        c.workers = 1;
+        c.outbound_allow = ingot::outbound::parse_allow("127.0.0.1").unwrap();
+    });
+    let (rx, slow) = (Receiver::start(), Receiver::start());
+    slow.delay(1000);
+    let prod = s.new_key(ingot::store::Env::Production);
+    let call_to = |name: &str, url: String| {
+        json!({ "name": name, "app": "a", "workflows": [
+        { "name": "w", "blocks": [{ "type": "http", "url": url }] }] })
+    };
+    let (dev_user, dev_wf) = s.installed_as(&s.key, call_to("dev", format!("{}/dev", rx.url)), "turn-dev", None);
+    let (_, hold_wf) = s.installed_as(&s.key, call_to("hold", format!("{}/hold", slow.url)), "turn-hold", None);
+    let (prod_user, prod_wf) = s.installed_as(&prod, call_to("prod", format!("{}/prod", rx.url)), "turn-prod", None);
+    let run = |key: &str, user: &str, wf: &str| {
+        let r = s.req_as(
+            key,
+            "POST",
+            "/run/workflow",
+            Some(&json!({ "userId": user, "workflowId": wf })),
+        );
+        assert_eq!(r.status, 200, "{}", r.json);
+    };
+    // The one worker is held for a second by a development run while the rest queue up.
+    run(&s.key, "turn-hold", &hold_wf);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while slow.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the first run never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    run(&s.key, &dev_user, &dev_wf);
+    run(&s.key, &dev_user, &dev_wf);
+    run(&prod, &prod_user, &prod_wf);
+    run(&prod, &prod_user, &prod_wf);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while rx.requests().len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "runs did not all go out");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Development just had its turn, so production goes first, then they alternate.
+    let order: Vec<String> = rx.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(order, ["/prod", "/dev", "/prod", "/dev"]);
+}
