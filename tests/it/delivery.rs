@@ -668,8 +668,11 @@ fn a_credential_that_cannot_be_a_header_never_leaks_into_errors_deliveries_or_th
     let iid = s.create_integration(json!({ "name": "leak", "app": "a", "credentialType": "httpHeaderAuth",
         "workflows": [{ "name": "w", "blocks": [{ "type": "http", "name": "Call", "url": format!("{}/x", rx.url) }] }] }));
     let wf = s.install(&user, &iid).remove(0);
-    for (i, secret) in secrets.iter().enumerate() {
-        let data = serde_json::to_vec(&json!({ "fieldName": "X-Key", "value": secret })).unwrap();
+    for (i, (field, secret)) in [("X-Key", secrets[0]), ("X-Key", secrets[1]), ("Host", "evil.example")]
+        .iter()
+        .enumerate()
+    {
+        let data = serde_json::to_vec(&json!({ "fieldName": field, "value": secret })).unwrap();
         let app = s.app().clone();
         let u = user.clone();
         let store_secrets = app.store.secrets.clone();
@@ -692,7 +695,7 @@ fn a_credential_that_cannot_be_a_header_never_leaks_into_errors_deliveries_or_th
     }
     let wait = Instant::now() + Duration::from_secs(60);
     let mut events = Vec::new();
-    while events.len() < 2 || rx.requests().iter().filter(|r| r.path == "/hook").count() < 2 {
+    while events.len() < 3 || rx.requests().iter().filter(|r| r.path == "/hook").count() < 3 {
         events.extend(moto.drain_queue());
         assert!(Instant::now() < wait, "deliveries did not arrive");
         std::thread::sleep(Duration::from_millis(100));

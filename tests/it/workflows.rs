@@ -889,3 +889,79 @@ fn environments_take_turns_for_the_workers() {
     let order: Vec<String> = rx.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(order, ["/prod", "/dev", "/prod", "/dev"]);
 }
+
+#[test]
+fn a_block_may_only_use_its_users_own_credential_even_when_the_user_has_others() {
+    let s = Server::start();
+    let rx = Receiver::start();
+    let (mine, theirs) = (s.create_user("owner-a"), s.create_user("owner-b"));
+    let add = |u: &str| {
+        let r = s.post(
+            &format!("/users/{u}/credentials"),
+            json!({ "type": "apiKey", "data": { "apiKey": "k" } }),
+        );
+        r.json["credentialId"].as_str().unwrap().to_string()
+    };
+    add(&mine);
+    let foreign = add(&theirs);
+    let iid = s.create_integration(json!({ "name": "foreign", "app": "a", "workflows": [{ "name": "w",
+        "blocks": [{ "type": "http", "url": format!("{}/x", rx.url), "credentialId": foreign }] }] }));
+    let wf = s.install(&mine, &iid).remove(0);
+    let r = s.post("/run/workflow", json!({ "userId": mine, "workflowId": wf }));
+    assert_eq!(r.status, 422, "{}", r.json);
+    assert!(r.message().contains("not this user's"), "{}", r.message());
+    assert!(rx.requests().is_empty());
+}
+
+#[test]
+fn a_run_queued_before_its_workflow_was_deactivated_or_its_user_disabled_is_cancelled() {
+    let s = Server::start_configured(|c| c.workers = 1);
+    let (rx, slow) = (Receiver::start(), Receiver::start());
+    slow.delay(1000);
+    let call_to = |name: &str, url: String| {
+        json!({ "name": name, "app": "a", "workflows": [
+        { "name": "w", "blocks": [{ "type": "http", "url": url }] }] })
+    };
+    let (_, hold) = s.installed_as(&s.key, call_to("hold", format!("{}/hold", slow.url)), "holder", None);
+    let (u1, w1) = s.installed_as(
+        &s.key,
+        call_to("one", format!("{}/one", rx.url)),
+        "deactivated-later",
+        None,
+    );
+    let (u2, w2) = s.installed_as(
+        &s.key,
+        call_to("two", format!("{}/two", rx.url)),
+        "disabled-later",
+        None,
+    );
+    // The one worker is busy while the two runs are queued and then made unrunnable.
+    assert_eq!(
+        s.post("/run/workflow", json!({ "userId": "holder", "workflowId": hold }))
+            .status,
+        200
+    );
+    assert_eq!(
+        s.post("/run/workflow", json!({ "userId": u1, "workflowId": w1 }))
+            .status,
+        200
+    );
+    assert_eq!(
+        s.post("/run/workflow", json!({ "userId": u2, "workflowId": w2 }))
+            .status,
+        200
+    );
+    let off = s.req(
+        "PUT",
+        "/workflows/deactivate",
+        Some(&json!({ "userId": u1, "workflowId": w1 })),
+    );
+    assert_eq!(off.status, 200, "{}", off.json);
+    let dis = s.req("PUT", &format!("/users/{u2}"), Some(&json!({ "disabled": true })));
+    assert_eq!(dis.status, 200, "{}", dis.json);
+    for wf in [&w1, &w2] {
+        let ex = s.wait_for_runs(wf, 1).remove(0);
+        assert_eq!(ex["status"], "cancelled", "{ex}");
+    }
+    assert!(rx.requests().is_empty(), "a cancelled run sent its request");
+}
