@@ -965,3 +965,34 @@ fn a_run_queued_before_its_workflow_was_deactivated_or_its_user_disabled_is_canc
     }
     assert!(rx.requests().is_empty(), "a cancelled run sent its request");
 }
+
+#[test]
+fn a_workflow_whose_bound_credential_was_deleted_uses_the_users_newest_of_its_type() {
+    let s = Server::start();
+    let rx = Receiver::start();
+    let user = s.create_user("rebound");
+    let add = |value: &str| {
+        let r = s.post(
+            &format!("/users/{user}/credentials"),
+            json!({ "type": "httpHeaderAuth", "data": { "fieldName": "X-Api-Key", "value": value } }),
+        );
+        r.json["credentialId"].as_str().unwrap().to_string()
+    };
+    let first = add("first");
+    let iid = s.create_integration(http_integration("rebind", &rx.url));
+    let r = s.post(
+        &format!("/users/{user}/integrations/{iid}/install"),
+        json!({ "credentialId": first }),
+    );
+    assert_eq!(r.status, 200, "{}", r.json);
+    let wf = r.json["data"][0]["workflowId"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.req("DELETE", &format!("/users/{user}/credentials/{first}"), None)
+            .status,
+        200
+    );
+    add("second");
+    let ex = s.run_and_wait_as(&s.key, &user, &wf, run_input());
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(rx.requests()[0].header("X-Api-Key"), Some("second"));
+}
