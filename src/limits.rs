@@ -45,7 +45,7 @@ impl Rate {
 }
 
 /// Whose bucket a request takes from: an API key's (by key id) or a user's (by user id).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Subject {
     Key(String),
     User(String),
@@ -55,7 +55,7 @@ pub enum Subject {
 pub struct RateLimits {
     pub per_key: Rate,
     pub per_user: Rate,
-    buckets: Mutex<HashMap<String, (f64, i64)>>,
+    buckets: Mutex<HashMap<Subject, (f64, i64)>>,
 }
 
 impl RateLimits {
@@ -89,23 +89,14 @@ impl RateLimits {
         if rate.per_second <= 0.0 {
             return Ok(());
         }
-        let subject = match subject {
-            Subject::Key(id) => format!("key:{id}"),
-            Subject::User(id) => format!("user:{id}"),
-        };
-        let subject = subject.as_str();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(subject) {
             buckets.retain(|k, (tokens, at)| {
-                let r = if k.starts_with("key:") {
-                    self.per_key
-                } else {
-                    self.per_user
-                };
+                let r = self.rate_of(k);
                 *tokens + (now_ms - *at) as f64 / 1000.0 * r.per_second < r.burst
             });
         }
-        let (tokens, at) = buckets.entry(subject.to_string()).or_insert((rate.burst, now_ms));
+        let (tokens, at) = buckets.entry(subject.clone()).or_insert((rate.burst, now_ms));
         *tokens = (*tokens + (now_ms - *at).max(0) as f64 / 1000.0 * rate.per_second).min(rate.burst);
         *at = now_ms;
         if *tokens >= 1.0 {
