@@ -87,9 +87,10 @@ pub fn mint(
     username: &str,
     env: Env,
     ttl_secs: u64,
+    now_ms: i64,
 ) -> Result<(String, i64), TokenError> {
     let ttl = ttl_secs.clamp(1, MAX_TTL) as i64;
-    let now = ids::now_ms() / 1000;
+    let now = now_ms / 1000;
     let claims = serde_json::json!({
         "iat": now,
         "exp": now + ttl,
@@ -186,25 +187,32 @@ impl SigningKeys {
         Ok(signer)
     }
 
-    /// Verifies a token against the published key its `kid` names.
+    /// Verifies a token against the published key its `kid` names, at `now_ms`.
     pub fn verify(
         &self,
         conn: &Connection,
         token: &str,
         issuer: &str,
         leeway_secs: u64,
+        now_ms: i64,
     ) -> Result<Verified, TokenError> {
         let kid = key_id_of(token).ok_or_else(|| TokenError::Invalid("not an EdDSA token with a kid".into()))?;
-        let keep_ms = ((MAX_TTL + leeway_secs) * 1000) as i64;
-        let public = signing::published(conn, keep_ms)?
+        let public = signing::published(conn, retired_since(now_ms, leeway_secs))?
             .into_iter()
             .find(|(k, _)| *k == kid)
             .ok_or_else(|| TokenError::Invalid(format!("unknown or expired kid {kid}")))?
             .1;
         let public = Ed25519PublicKey::from_bytes(&public)
             .map_err(|e| TokenError::Invalid(format!("stored public key is damaged: {e}")))?;
-        verify(&public, token, issuer, leeway_secs, None)
+        verify(&public, token, issuer, leeway_secs, Some((now_ms / 1000) as u64))
     }
+}
+
+/// A retired key stays published while a token it signed can still be live: for the longest
+/// lifetime plus the leeway after it was retired. Keys retired before the returned instant
+/// (epoch milliseconds) verify nothing.
+pub fn retired_since(now_ms: i64, leeway_secs: u64) -> i64 {
+    now_ms - ((MAX_TTL + leeway_secs) * 1000) as i64
 }
 
 #[cfg(test)]
@@ -225,7 +233,7 @@ mod tests {
     #[test]
     fn a_fresh_token_verifies_with_its_claims() {
         let p = pair();
-        let (t, exp) = mint(&signer(&p), ISS, "u1", "alice", Env::Production, 600).unwrap();
+        let (t, exp) = mint(&signer(&p), ISS, "u1", "alice", Env::Production, 600, ids::now_ms()).unwrap();
         assert_eq!(key_id_of(&t).as_deref(), Some("k1"));
         let v = verify(&p.public_key(), &t, ISS, 0, None).unwrap();
         assert_eq!(
@@ -238,7 +246,7 @@ mod tests {
     #[test]
     fn an_expired_token_is_refused_with_zero_tolerance() {
         let p = pair();
-        let (t, exp) = mint(&signer(&p), ISS, "u1", "a", Env::Development, 60).unwrap();
+        let (t, exp) = mint(&signer(&p), ISS, "u1", "a", Env::Development, 60, ids::now_ms()).unwrap();
         let after = (exp / 1000) as u64 + 1;
         assert!(verify(&p.public_key(), &t, ISS, 0, Some(after)).is_err());
         // With tolerance the same instant passes: tolerance is really applied, and really zero above.
@@ -248,7 +256,7 @@ mod tests {
     #[test]
     fn another_key_wrong_audience_or_issuer_is_refused() {
         let p = pair();
-        let (t, _) = mint(&signer(&p), ISS, "u1", "a", Env::Development, 60).unwrap();
+        let (t, _) = mint(&signer(&p), ISS, "u1", "a", Env::Development, 60, ids::now_ms()).unwrap();
         assert!(verify(&pair().public_key(), &t, ISS, 0, None).is_err());
         assert!(verify(&p.public_key(), &t, "http://elsewhere", 0, None).is_err());
         let other_aud = Claims::with_custom_claims(
@@ -268,7 +276,7 @@ mod tests {
     #[test]
     fn alg_none_and_changed_alg_are_refused() {
         let p = pair();
-        let (t, _) = mint(&signer(&p), ISS, "u1", "a", Env::Development, 60).unwrap();
+        let (t, _) = mint(&signer(&p), ISS, "u1", "a", Env::Development, 60, ids::now_ms()).unwrap();
         let parts: Vec<&str> = t.split('.').collect();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         for alg in ["none", "HS256"] {
@@ -282,7 +290,7 @@ mod tests {
     #[test]
     fn a_tampered_payload_is_refused() {
         let p = pair();
-        let (t, _) = mint(&signer(&p), ISS, "u1", "a", Env::Development, 60).unwrap();
+        let (t, _) = mint(&signer(&p), ISS, "u1", "a", Env::Development, 60, ids::now_ms()).unwrap();
         let parts: Vec<&str> = t.split('.').collect();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let payload = String::from_utf8(b64.decode(parts[1]).unwrap())

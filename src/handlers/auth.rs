@@ -125,7 +125,13 @@ fn check_user_token(ctx: &Ctx, req: &Req) -> Result<Caller, ApiError> {
     let verified = ctx
         .app
         .signing
-        .verify(&*ctx.db()?, token.trim(), &cfg.public_url, cfg.token_leeway)
+        .verify(
+            &*ctx.db()?,
+            token.trim(),
+            &cfg.public_url,
+            cfg.token_leeway,
+            ctx.app.clock.now_ms(),
+        )
         .map_err(|e| {
             log::debug!("{e}");
             ApiError::Unauthorized

@@ -16,8 +16,8 @@ pub fn healthz(_ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
 
 /// `GET /.well-known/jwks.json`: every key that may still verify a live token.
 pub fn jwks(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
-    let keep_ms = ((tokens::MAX_TTL + ctx.app.config.token_leeway) * 1000) as i64;
-    let keys: Vec<_> = signing::published(&*ctx.db()?, keep_ms)?
+    let since = tokens::retired_since(ctx.app.clock.now_ms(), ctx.app.config.token_leeway);
+    let keys: Vec<_> = signing::published(&*ctx.db()?, since)?
         .iter()
         .map(|(kid, public)| tokens::jwk(kid, public))
         .collect();

@@ -45,13 +45,13 @@ pub fn private_key(conn: &Connection, secrets: &Secrets, kid: &str) -> Result<Op
     sealed.map(|s| secrets.open(&s, &aad(kid))).transpose()
 }
 
-/// Public keys that may still verify a token: current ones, and retired ones retired less
-/// than `keep_ms` ago. Newest first.
-pub fn published(conn: &Connection, keep_ms: i64) -> Result<Vec<(String, Vec<u8>)>> {
+/// Public keys that may still verify a token: current ones, and those retired after
+/// `retired_since_ms` (epoch milliseconds; see `tokens::retired_since`). Newest first.
+pub fn published(conn: &Connection, retired_since_ms: i64) -> Result<Vec<(String, Vec<u8>)>> {
     let mut st = conn.prepare_cached(
         "SELECT kid, public_key FROM signing_keys WHERE retired_at IS NULL OR retired_at > ?1 \
          ORDER BY created_at DESC, kid",
     )?;
-    let rows = st.query_map([ids::now_ms() - keep_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = st.query_map([retired_since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

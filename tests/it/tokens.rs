@@ -223,6 +223,42 @@ fn rotating_the_signing_key_keeps_old_tokens_valid_and_both_keys_published() {
     assert_eq!(session_status(&s, &new), 200);
 }
 
+fn published_kids(s: &Server) -> Vec<String> {
+    let jwks = s.call("GET", "/.well-known/jwks.json", &[], None);
+    assert_eq!(jwks.status, 200);
+    jwks.json["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_retired_key_verifies_its_tokens_until_they_expire_and_no_longer() {
+    let s = Server::start();
+    let id = s.create_user("late");
+    // A token of the longest lifetime, then the key that signed it is retired at once.
+    let old = s.get(&format!("/users/{id}/token?ttl=1800")).json["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old_kid = decode_part(&old, 0)["kid"].as_str().unwrap().to_string();
+    ingot::admin::rotate_signing(&s.config).unwrap();
+    // 1800 s on: the token is at its expiry, inside the 5 s leeway, and so must its key be.
+    s.app().clock.advance(1800 * 1000);
+    assert!(
+        published_kids(&s).contains(&old_kid),
+        "retired key published to the end"
+    );
+    assert_eq!(session_status(&s, &old), 200, "a live token of the retired key");
+    // Past lifetime and leeway the retired key is no longer published, and its token is dead.
+    s.app().clock.advance(6 * 1000);
+    assert!(!published_kids(&s).contains(&old_kid), "retired key withdrawn");
+    assert_eq!(published_kids(&s).len(), 1, "the current key stays");
+    assert_eq!(session_status(&s, &old), 401);
+}
+
 #[test]
 fn users_keys_and_tokens_survive_a_restart() {
     let mut s = Server::start();
