@@ -161,3 +161,23 @@ CREATE TABLE delivery_attempts (
     duration_ms  INTEGER NOT NULL
 );
 CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, attempted_at);
+
+-- migration 2: integration versions, icons, and credential types an integration declares.
+ALTER TABLE integrations ADD COLUMN icon TEXT;
+ALTER TABLE integrations ADD COLUMN credential_types TEXT NOT NULL DEFAULT '[]';
+
+-- Every saved version of an integration, the newest equal to the integrations row. A user's
+-- workflow stays on the version it was installed from until it is upgraded.
+CREATE TABLE integration_versions (
+    integration_id   TEXT NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+    version          INTEGER NOT NULL,
+    app              TEXT NOT NULL,
+    credential_type  TEXT,
+    icon             TEXT,
+    credential_types TEXT NOT NULL DEFAULT '[]',
+    workflows        TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    PRIMARY KEY (integration_id, version)
+) WITHOUT ROWID;
+INSERT INTO integration_versions (integration_id, version, app, credential_type, workflows, created_at)
+    SELECT id, version, app, credential_type, workflows, updated_at FROM integrations;

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod credtypes;
 pub mod crypto;
 pub mod delivery;
 pub mod engine;

@@ -48,6 +48,14 @@ pub enum Route {
     PutEventBridge,
     ListDeliveries,
     RetryDelivery(String),
+    ListCredentials,
+    WorkflowVersions(String),
+    UpgradeWorkflow(String),
+    WorkflowAnalytics(String),
+    CredentialTypes,
+    CredentialTypeForApp(String),
+    Apps,
+    Events,
 }
 
 /// Who may call a route; checked once, in `handlers::dispatch`, before its handler runs.
@@ -90,6 +98,9 @@ impl Route {
             RerunExecution(..) | RunWorkflow | RunEvent | ListLogs => Auth::ApiKey,
             GetWebhook | PutWebhook | RotateWebhookSecret | GetEventBridge | PutEventBridge | ListDeliveries
             | RetryDelivery(_) => Auth::ApiKey,
+            ListCredentials | WorkflowVersions(_) | UpgradeWorkflow(_) => Auth::KeyOrUserToken,
+            WorkflowAnalytics(_) => Auth::ApiKey,
+            CredentialTypes | CredentialTypeForApp(_) | Apps | Events => Auth::KeyOrUserToken,
         }
     }
 }
@@ -146,6 +157,19 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
             "GET",
             (method == "GET").then(|| Route::ListUserCredentials(owned(user))),
         ),
+        ["credentials"] => ("GET", (method == "GET").then_some(Route::ListCredentials)),
+        ["metadata", "credentials"] => ("GET", (method == "GET").then_some(Route::CredentialTypes)),
+        ["metadata", "credentials", app] => (
+            "GET",
+            (method == "GET").then(|| Route::CredentialTypeForApp(owned(app))),
+        ),
+        ["metadata", "apps"] | ["apps"] => ("GET", (method == "GET").then_some(Route::Apps)),
+        ["events"] => ("GET", (method == "GET").then_some(Route::Events)),
+        ["one", ..] => {
+            return Err(ApiError::NotFound(
+                "ingot does not offer the Unified API (/one/...); see docs/API.md for what it serves".into(),
+            ))
+        }
         ["headless", "credentials"] => ("POST", (method == "POST").then_some(Route::CreateCredentialHeadless)),
         ["integrations"] => (
             "GET, POST",
@@ -178,6 +202,9 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
                 _ => None,
             },
         ),
+        ["workflows", id, "versions"] => ("GET", (method == "GET").then(|| Route::WorkflowVersions(owned(id)))),
+        ["workflows", id, "upgrade"] => ("PUT", (method == "PUT").then(|| Route::UpgradeWorkflow(owned(id)))),
+        ["workflows", id, "analytics"] => ("GET", (method == "GET").then(|| Route::WorkflowAnalytics(owned(id)))),
         ["workflows", id, "users"] => ("GET", (method == "GET").then(|| Route::WorkflowUsers(owned(id)))),
         ["workflows", id, "logs"] => ("GET", (method == "GET").then(|| Route::WorkflowLogs(owned(id)))),
         ["workflows", id, "errors"] => ("GET", (method == "GET").then(|| Route::WorkflowErrors(owned(id)))),

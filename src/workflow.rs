@@ -91,6 +91,10 @@ pub struct IntegrationDef {
     pub name: String,
     pub app: String,
     pub credential_type: Option<String>,
+    /// The app's icon: an http(s) URL or a `data:image/` URI.
+    pub icon: Option<String>,
+    /// Credential types this integration adds to its environment.
+    pub credential_types: Vec<crate::credtypes::CredentialType>,
     pub workflows: Vec<TemplateWorkflow>,
 }
 
@@ -128,6 +132,25 @@ pub fn parse_integration(m: &Map<String, Value>) -> Result<IntegrationDef, DefEr
     let name = required_string(m, "name", "integration")?.to_string();
     let app = required_string(m, "app", "integration")?.to_string();
     let credential_type = string_at(m, "credentialType", "integration")?.map(str::to_string);
+    let icon = string_at(m, "icon", "integration")?.map(str::to_string);
+    if let Some(icon) = &icon {
+        crate::credtypes::check_icon(icon, "integration.icon")?;
+    }
+    let credential_types = crate::credtypes::parse_declared(m.get("credentialTypes"))?;
+    if let Some(t) = &credential_type {
+        let known = crate::credtypes::builtins()
+            .iter()
+            .chain(&credential_types)
+            .any(|k| &k.name == t);
+        if !known {
+            return Err(invalid(
+                "integration.credentialType",
+                &format!(
+                    "{t:?} is neither a built-in credential type nor one this integration declares in credentialTypes"
+                ),
+            ));
+        }
+    }
     let workflows = match m.get("workflows") {
         None | Some(Value::Null) => return Err(invalid("integration.workflows", "is required")),
         Some(Value::Array(a)) => a,
@@ -175,6 +198,8 @@ pub fn parse_integration(m: &Map<String, Value>) -> Result<IntegrationDef, DefEr
         name,
         app,
         credential_type,
+        icon,
+        credential_types,
         workflows: parsed,
     })
 }
@@ -212,7 +237,13 @@ pub fn parse_block(v: &Value, path: &str) -> Result<Block, DefError> {
         id,
         name: string_at(m, "name", path)?.unwrap_or(kind).to_string(),
         kind: kind.to_string(),
-        icon: string_at(m, "icon", path)?.map(str::to_string),
+        icon: match string_at(m, "icon", path)? {
+            Some(icon) => {
+                crate::credtypes::check_icon(icon, &format!("{path}.icon"))?;
+                Some(icon.to_string())
+            }
+            None => None,
+        },
         method: None,
         url: None,
         headers: BTreeMap::new(),

@@ -42,6 +42,15 @@ fn store(ctx: &Ctx, env: Env, user: String, credential: &Map<String, Value>) -> 
         check_text("name", n, MAX_NAME)?;
     }
     let data = req_object(credential.get("data"), "data")?;
+    let types = super::metadata::types(&*ctx.db()?, env)?;
+    let t = types.iter().find(|t| t.name == kind).ok_or_else(|| {
+        let known: Vec<&str> = types.iter().map(|t| t.name.as_str()).collect();
+        ApiError::Unprocessable(format!(
+            "type {kind:?} is not a credential type (known: {}; see GET /metadata/credentials)",
+            known.join(", ")
+        ))
+    })?;
+    crate::credtypes::check_data(t, data).map_err(ApiError::Unprocessable)?;
     check_header_fields(data)?;
     let plaintext = serde_json::to_vec(data).map_err(|e| ApiError::Internal(e.to_string()))?;
     let (max_bytes, max_count) = (ctx.app.config.max_credential_bytes, ctx.app.config.max_credentials);
@@ -91,6 +100,15 @@ fn check_header_fields(data: &Map<String, Value>) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// `GET /credentials?userId` (the older form of the list)
+pub fn list_by_query(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
+    let caller = auth::caller(ctx)?;
+    let user = caller
+        .user_ref(req.query("userId").filter(|u| !u.is_empty()))?
+        .to_string();
+    list(ctx, req, &user)
 }
 
 /// `GET /users/{userId}/credentials` and `GET /credentials/users/{userId}`

@@ -8,32 +8,55 @@ use crate::store::{integrations, workflows, StoreError};
 use crate::workflow;
 use serde_json::{json, Value};
 
-/// An integration as the API shows it; `full` includes every block field (for API-key callers),
-/// otherwise blocks are summarised as `{id, name, type, icon}`.
-pub fn integration_json(i: &integrations::Integration, full: bool) -> Value {
+/// An integration as the API shows it. `full` includes every block field (for API-key
+/// callers), otherwise blocks are summarised as `{id, name, type, icon}`. `mine` is the user's
+/// workflows when the answer is for one user: each template workflow then says whether that
+/// user has it, whether it is active, and at which version.
+pub fn integration_json(i: &integrations::Integration, full: bool, mine: Option<&[workflows::Workflow]>) -> Value {
+    let mut any_installed = false;
     let workflows: Vec<Value> = i
         .workflows
         .iter()
-        .map(|w| {
-            let blocks: Vec<Value> = w
+        .map(|t| {
+            let blocks: Vec<Value> = t
                 .blocks
                 .iter()
                 .map(|b| {
-                    if full {
+                    let mut v = if full {
                         serde_json::to_value(b).unwrap_or_default()
                     } else {
                         b.summary()
-                    }
+                    };
+                    v["icon"] = b.icon.as_deref().or(i.icon.as_deref()).into();
+                    v
                 })
                 .collect();
-            json!({ "workflowId": w.workflow_id, "name": w.name, "trigger": w.trigger, "blocks": blocks })
+            let copy = mine
+                .into_iter()
+                .flatten()
+                .find(|w| w.parent_workflow_id.as_deref() == Some(t.workflow_id.as_str()));
+            any_installed |= copy.is_some();
+            json!({
+                "workflowId": t.workflow_id,
+                "name": t.name,
+                "trigger": t.trigger,
+                "installed": copy.is_some(),
+                "active": copy.is_some_and(|w| w.active),
+                "version": i.version,
+                "installedVersion": copy.and_then(|w| w.installed_version),
+                "userWorkflowId": copy.map(|w| w.id.as_str()),
+                "blocks": blocks,
+            })
         })
         .collect();
     json!({
         "integrationId": i.id,
         "name": i.name,
         "app": i.app,
+        "icon": i.icon,
+        "installed": any_installed,
         "credentialType": i.credential_type,
+        "credentialTypes": i.credential_types,
         "version": i.version,
         "workflows": workflows,
         "createdAt": rfc3339(i.created_at),
@@ -45,18 +68,28 @@ fn not_found(e: StoreError) -> ApiError {
     ApiError::from_store(e, "integration")
 }
 
-/// `POST /integrations`
+/// `POST /integrations`: a new integration, or a new version of the one with the same name.
 pub fn create(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let env = auth::key_env(ctx)?;
     let def = workflow::parse_integration(&json_body(req)?.0)?;
-    let i = ctx.write(move |c| integrations::insert(c, env, &def))?;
-    Ok(Resp::ok(&integration_json(&i, true)))
+    let i = ctx.write(move |c| integrations::upsert_by_name(c, env, &def))?;
+    Ok(Resp::ok(&integration_json(&i, true, None)))
+}
+
+/// The user an integration answer is for: a user token's user, or the `userId` an API key
+/// names (none when it names nobody); with their workflows.
+fn for_user(ctx: &Ctx, caller: &auth::Caller, req: &Req) -> Result<Option<Vec<workflows::Workflow>>, ApiError> {
+    match super::workflows::scoped_user(ctx, caller, req.query("userId"))? {
+        Some(user) => Ok(Some(workflows::list_for_user(&*ctx.db()?, &user.id, None)?)),
+        None => Ok(None),
+    }
 }
 
 /// The most integrations one page of `GET /integrations` holds (and its default).
 const PAGE_MAX: u64 = 100;
 
-/// `GET /integrations`: with a user token, each says whether that user has installed it. Paged
+/// `GET /integrations?userId`: for a user (the token's, or `userId` with an API key) each
+/// integration and workflow says whether that user has it installed. Paged
 /// like the other lists (`limit`, `cursor`, `nextCursor`), so no answer is unbounded; the
 /// official SDKs read `data` and ignore the rest.
 pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
@@ -68,27 +101,21 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         all.truncate(limit);
         all.last().map(|i| i.id.clone())
     });
-    let data: Vec<Value> = match &caller {
-        auth::Caller::Key(_) => all.iter().map(|i| integration_json(i, true)).collect(),
-        auth::Caller::User { user, .. } => {
-            let mine = workflows::list_for_user(&*ctx.db()?, &user.id, None)?;
-            all.iter()
-                .map(|i| {
-                    let mut v = integration_json(i, false);
-                    v["installed"] = mine.iter().any(|w| w.integration_id.as_deref() == Some(&i.id)).into();
-                    v
-                })
-                .collect()
-        }
-    };
+    let mine = for_user(ctx, &caller, req)?;
+    let full = matches!(caller, auth::Caller::Key(_));
+    let data: Vec<Value> = all.iter().map(|i| integration_json(i, full, mine.as_deref())).collect();
     Ok(Resp::ok(&json!({ "data": data, "nextCursor": next_cursor.flatten() })))
 }
 
-/// `GET /integrations/{id}` (by id or name)
-pub fn get(ctx: &Ctx, _req: &Req, id: &str) -> Result<Resp, ApiError> {
+/// `GET /integrations/{id}?userId` (by id or name): `{data: integration}`, for a user as the list.
+pub fn get(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
     let caller = auth::caller(ctx)?;
     let i = integrations::get(&*ctx.db()?, caller.env(), id).map_err(not_found)?;
-    Ok(Resp::ok(&integration_json(&i, matches!(caller, auth::Caller::Key(_)))))
+    let mine = for_user(ctx, &caller, req)?;
+    let full = matches!(caller, auth::Caller::Key(_));
+    Ok(Resp::ok(
+        &json!({ "data": integration_json(&i, full, mine.as_deref()) }),
+    ))
 }
 
 /// `DELETE /integrations/{id}`: refused while installed, unless `?force=true`.

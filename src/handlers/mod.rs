@@ -5,6 +5,7 @@ pub mod auth;
 pub mod credentials;
 pub mod integrations;
 pub mod logs;
+pub mod metadata;
 pub mod runs;
 pub mod session;
 pub mod settings;
@@ -66,6 +67,14 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         Route::PutEventBridge => settings::put_eventbridge(ctx, req),
         Route::ListDeliveries => settings::list_deliveries(ctx, req),
         Route::RetryDelivery(d) => settings::retry_delivery(ctx, req, &d),
+        Route::ListCredentials => credentials::list_by_query(ctx, req),
+        Route::WorkflowVersions(w) => workflows::versions(ctx, req, &w),
+        Route::UpgradeWorkflow(w) => workflows::upgrade(ctx, req, &w),
+        Route::WorkflowAnalytics(w) => workflows::analytics(ctx, req, &w),
+        Route::CredentialTypes => metadata::credentials(ctx, req),
+        Route::CredentialTypeForApp(a) => metadata::credential_for_app(ctx, req, &a),
+        Route::Apps => metadata::apps(ctx, req),
+        Route::Events => metadata::events(ctx, req),
     }
 }
 

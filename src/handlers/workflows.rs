@@ -91,11 +91,107 @@ pub fn visible(
     Ok((caller.env(), wf))
 }
 
-/// `GET /workflows/{workflowId}?userId`
+/// `GET /workflows/{workflowId}?userId`: a user's workflow, or a template workflow of the
+/// environment (readable with an API key and any user token, so the modal can show it).
 pub fn get(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
     let caller = auth::caller(ctx)?;
-    let (_, wf) = visible(ctx, &caller, id, req.query("userId"))?;
-    Ok(Resp::ok(&json!({ "data": workflow_json(&wf) })))
+    let err = match visible(ctx, &caller, id, req.query("userId")) {
+        Ok((_, wf)) => return Ok(Resp::ok(&json!({ "data": workflow_json(&wf) }))),
+        Err(e) => e,
+    };
+    let Some((integration, template)) = integrations::template(&*ctx.db()?, caller.env(), id)? else {
+        return Err(err);
+    };
+    let mine = match scoped_user(ctx, &caller, req.query("userId"))? {
+        Some(u) => workflows::list_for_user(&*ctx.db()?, &u.id, None)?,
+        None => Vec::new(),
+    };
+    let copy = mine
+        .iter()
+        .find(|w| w.parent_workflow_id.as_deref() == Some(template.workflow_id.as_str()));
+    Ok(Resp::ok(&json!({ "data": {
+        "workflowId": template.workflow_id,
+        "integrationId": integration.id,
+        "parentWorkflowId": null,
+        "template": true,
+        "name": template.name,
+        "trigger": template.trigger,
+        "createdAt": rfc3339(integration.created_at),
+        "updatedAt": rfc3339(integration.updated_at),
+        "installed": copy.is_some(),
+        "active": copy.is_some_and(|w| w.active),
+        "version": integration.version,
+        "installedVersion": copy.and_then(|w| w.installed_version),
+        "blocks": template.blocks.iter().map(|b| b.summary()).collect::<Vec<_>>(),
+    }})))
+}
+
+/// `GET /workflows/{workflowId}/versions?userId`: the versions of the integration a user's
+/// workflow came from, oldest first, each marked against the version the user has.
+pub fn versions(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
+    let caller = auth::caller(ctx)?;
+    let (env, wf) = visible(ctx, &caller, id, req.query("userId"))?;
+    let integration_id = wf
+        .integration_id
+        .as_deref()
+        .ok_or_else(|| ApiError::Unprocessable("the workflow was not installed from an integration".into()))?;
+    let integration = integrations::get(&*ctx.db()?, env, integration_id).map_err(workflow_not_found)?;
+    let installed = wf.installed_version.unwrap_or(0);
+    let data: Vec<Value> = integrations::versions(&*ctx.db()?, integration_id)?
+        .iter()
+        .filter(|v| {
+            let has = |t: &crate::workflow::TemplateWorkflow| {
+                Some(t.workflow_id.as_str()) == wf.parent_workflow_id.as_deref()
+            };
+            v.workflows.iter().any(has)
+        })
+        .map(|v| {
+            let status = match v.version.cmp(&installed) {
+                std::cmp::Ordering::Equal => "installed",
+                std::cmp::Ordering::Greater if v.version == integration.version => "latest",
+                std::cmp::Ordering::Greater => "newer",
+                std::cmp::Ordering::Less => "older",
+            };
+            json!({
+                "versionId": format!("{}.{}", integration.id, v.version),
+                "version": v.version,
+                "versionName": format!("v{}", v.version),
+                "lastModified": rfc3339(v.created_at),
+                "status": status,
+            })
+        })
+        .collect();
+    Ok(Resp::ok(&json!({ "data": data })))
+}
+
+/// `PUT /workflows/{workflowId}/upgrade?userId`: moves a user's workflow to its integration's
+/// newest version; `upgraded` is false when it was there already.
+pub fn upgrade(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
+    let caller = auth::caller(ctx)?;
+    let (env, wf) = visible(ctx, &caller, id, req.query("userId"))?;
+    let upgraded = ctx
+        .write(move |c| workflows::upgrade(c, env, &wf.id))
+        .map_err(workflow_not_found)?;
+    let (_, now) = visible(ctx, &caller, id, req.query("userId"))?;
+    Ok(Resp::ok(
+        &json!({ "upgraded": upgraded, "installedVersion": now.installed_version }),
+    ))
+}
+
+/// `GET /workflows/{workflowId}/analytics`: totals from stored runs, for a user's workflow or
+/// (by a template id) for every user's copy.
+pub fn analytics(ctx: &Ctx, _req: &Req, id: &str) -> Result<Resp, ApiError> {
+    let env = auth::key_env(ctx)?;
+    let is_users = workflows::get(&*ctx.db()?, env, id, None).is_ok();
+    if !is_users && integrations::template(&*ctx.db()?, env, id)?.is_none() {
+        return Err(ApiError::NotFound("workflow not found".into()));
+    }
+    let a = workflows::analytics(&*ctx.db()?, env, id)?;
+    Ok(Resp::ok(&json!({
+        "totalAppActions": a.app_actions,
+        "totalWorkflowRuns": a.runs,
+        "totalErrors": a.errors,
+    })))
 }
 
 /// `DELETE /workflows/{workflowId}?userId`: the workflow and its executions.
@@ -147,7 +243,5 @@ pub fn users(ctx: &Ctx, _req: &Req, id: &str) -> Result<Resp, ApiError> {
 }
 
 fn template_exists(ctx: &Ctx, env: Env, workflow_id: &str) -> Result<bool, ApiError> {
-    Ok(integrations::list(&*ctx.db()?, env)?
-        .iter()
-        .any(|i| i.workflows.iter().any(|w| w.workflow_id == workflow_id)))
+    Ok(integrations::template(&*ctx.db()?, env, workflow_id)?.is_some())
 }

@@ -1,6 +1,7 @@
 //! Integration templates.
 
 use super::{conflict_on_unique, Env, Result, StoreError};
+use crate::credtypes::CredentialType;
 use crate::ids;
 use crate::workflow::{IntegrationDef, TemplateWorkflow};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -11,26 +12,36 @@ pub struct Integration {
     pub name: String,
     pub app: String,
     pub credential_type: Option<String>,
+    pub icon: Option<String>,
+    pub credential_types: Vec<CredentialType>,
+    /// The newest version; `workflows` and the fields above are that version's.
     pub version: i64,
     pub workflows: Vec<TemplateWorkflow>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, name, app, credential_type, version, workflows, created_at, updated_at";
+const COLUMNS: &str =
+    "id, name, app, credential_type, version, workflows, created_at, updated_at, icon, credential_types";
+
+fn json_col<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+}
 
 fn from_row(r: &Row) -> rusqlite::Result<Integration> {
-    let workflows: String = r.get(5)?;
     Ok(Integration {
         id: r.get(0)?,
         name: r.get(1)?,
         app: r.get(2)?,
         credential_type: r.get(3)?,
         version: r.get(4)?,
-        workflows: serde_json::from_str(&workflows)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e)))?,
+        workflows: json_col(r, 5)?,
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
+        icon: r.get(8)?,
+        credential_types: json_col(r, 9)?,
     })
 }
 
@@ -38,13 +49,27 @@ fn workflows_json(def: &IntegrationDef) -> String {
     serde_json::to_string(&def.workflows).expect("template workflows serialize")
 }
 
+fn types_json(def: &IntegrationDef) -> String {
+    serde_json::to_string(&def.credential_types).expect("credential types serialize")
+}
+
+/// Records the integration's current row as a version.
+fn save_version(conn: &Connection, id: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO integration_versions (integration_id, version, app, credential_type, icon, credential_types, workflows, created_at) \
+         SELECT id, version, app, credential_type, icon, credential_types, workflows, updated_at FROM integrations WHERE id = ?1",
+    )?
+    .execute([id])?;
+    Ok(())
+}
+
 /// Creates an integration; a taken name is a conflict.
 pub fn insert(conn: &Connection, env: Env, def: &IntegrationDef) -> Result<Integration> {
     let id = ids::object_id();
     let now = ids::now_ms();
     conn.prepare_cached(
-        "INSERT INTO integrations (id, env, name, app, credential_type, workflows, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        "INSERT INTO integrations (id, env, name, app, credential_type, workflows, created_at, updated_at, icon, credential_types) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
     )?
     .execute(params![
         id,
@@ -53,15 +78,17 @@ pub fn insert(conn: &Connection, env: Env, def: &IntegrationDef) -> Result<Integ
         def.app,
         def.credential_type,
         workflows_json(def),
-        now
+        now,
+        def.icon,
+        types_json(def),
     ])
     .map_err(|e| conflict_on_unique(e, &format!("an integration named {:?} already exists", def.name)))?;
+    save_version(conn, &id)?;
     get(conn, env, &id)
 }
 
-/// Creates the integration, or replaces the definition of the one with the same name (keeping
-/// its id and template workflow ids, bumping its version when something changed). For loading a
-/// file at start-up again and again.
+/// Creates the integration, or saves a new version of the one with the same name (keeping its
+/// id and template workflow ids, and every earlier version) when something changed.
 pub fn upsert_by_name(conn: &Connection, env: Env, def: &IntegrationDef) -> Result<Integration> {
     let existing: Option<Integration> = conn
         .prepare_cached(&format!(
@@ -78,15 +105,28 @@ pub fn upsert_by_name(conn: &Connection, env: Env, def: &IntegrationDef) -> Resu
             w.workflow_id = prev.workflow_id.clone();
         }
     }
-    let unchanged =
-        old.app == def.app && old.credential_type == def.credential_type && same_blocks(&old.workflows, &def.workflows);
+    let unchanged = old.app == def.app
+        && old.credential_type == def.credential_type
+        && old.icon == def.icon
+        && old.credential_types == def.credential_types
+        && same_blocks(&old.workflows, &def.workflows);
     if unchanged {
         return Ok(old);
     }
     conn.prepare_cached(
-        "UPDATE integrations SET app = ?2, credential_type = ?3, workflows = ?4, version = version + 1, updated_at = ?5 WHERE id = ?1",
+        "UPDATE integrations SET app = ?2, credential_type = ?3, workflows = ?4, version = version + 1, updated_at = ?5, \
+         icon = ?6, credential_types = ?7 WHERE id = ?1",
     )?
-    .execute(params![old.id, def.app, def.credential_type, workflows_json(&def), ids::now_ms()])?;
+    .execute(params![
+        old.id,
+        def.app,
+        def.credential_type,
+        workflows_json(&def),
+        ids::now_ms(),
+        def.icon,
+        types_json(&def)
+    ])?;
+    save_version(conn, &old.id)?;
     get(conn, env, &old.id)
 }
 
@@ -125,6 +165,63 @@ pub fn get(conn: &Connection, env: Env, id: &str) -> Result<Integration> {
     .query_row(params![id, env.as_str()], from_row)
     .optional()?
     .ok_or(StoreError::NotFound)
+}
+
+/// One saved version of an integration: its number, when it was saved, and its workflows.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub version: i64,
+    pub created_at: i64,
+    pub workflows: Vec<TemplateWorkflow>,
+}
+
+/// Every version of an integration, oldest first.
+pub fn versions(conn: &Connection, integration_id: &str) -> Result<Vec<Version>> {
+    let mut st = conn.prepare_cached(
+        "SELECT version, created_at, workflows FROM integration_versions WHERE integration_id = ?1 ORDER BY version",
+    )?;
+    let rows = st.query_map([integration_id], |r| {
+        Ok(Version {
+            version: r.get(0)?,
+            created_at: r.get(1)?,
+            workflows: json_col(r, 2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A template workflow found by its id among the newest versions of an environment's
+/// integrations, with the integration that holds it.
+pub fn template(conn: &Connection, env: Env, workflow_id: &str) -> Result<Option<(Integration, TemplateWorkflow)>> {
+    let found: Option<Integration> = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM integrations WHERE env = ?1 AND EXISTS \
+             (SELECT 1 FROM json_each(integrations.workflows) WHERE json_extract(value, '$.workflowId') = ?2)"
+        ))?
+        .query_row(params![env.as_str(), workflow_id], from_row)
+        .optional()?;
+    Ok(found.and_then(|i| {
+        let t = i.workflows.iter().find(|t| t.workflow_id == workflow_id)?.clone();
+        Some((i, t))
+    }))
+}
+
+/// The credential types an environment's integrations declare (the built-ins aside), each once:
+/// where two integrations declare the same name, the newest integration's wins.
+pub fn declared_types(conn: &Connection, env: Env) -> Result<Vec<CredentialType>> {
+    let mut st = conn.prepare_cached(
+        "SELECT credential_types FROM integrations WHERE env = ?1 AND credential_types != '[]' ORDER BY id DESC",
+    )?;
+    let rows = st.query_map([env.as_str()], |r| json_col::<Vec<CredentialType>>(r, 0))?;
+    let mut types: Vec<CredentialType> = Vec::new();
+    for declared in rows {
+        for t in declared? {
+            if !types.iter().any(|k| k.name == t.name) {
+                types.push(t);
+            }
+        }
+    }
+    Ok(types)
 }
 
 /// How many workflows users have installed from an integration.

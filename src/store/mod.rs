@@ -45,8 +45,20 @@ use std::time::{Duration, Instant};
 
 pub use secrets::Secrets;
 
+/// The schema: migration 1, then each later step after a line starting `-- migration N:`.
+const SCHEMA: &str = include_str!("../../schema.sql");
+
 /// Migrations, in order; step N brings `user_version` from N-1 to N.
-const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+fn migrations() -> Vec<&'static str> {
+    let mut steps = Vec::new();
+    let mut rest = SCHEMA;
+    while let Some(at) = rest.find("\n-- migration ") {
+        steps.push(&rest[..at + 1]);
+        rest = &rest[at + 1..];
+    }
+    steps.push(rest);
+    steps
+}
 
 /// The most writes one group commit takes.
 pub const MAX_BATCH: usize = 256;
@@ -150,14 +162,15 @@ pub fn configure(conn: &Connection, sync: SyncMode) -> rusqlite::Result<()> {
 /// Brings the schema up to date; refuses a database made by a newer binary.
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let known = MIGRATIONS.len() as i64;
+    let steps = migrations();
+    let known = steps.len() as i64;
     if current > known {
         anyhow::bail!(
             "the database is at schema version {current}, newer than this binary knows ({known}); \
              use a newer ingot"
         );
     }
-    for (i, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (i, step) in steps.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(step)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
@@ -514,7 +527,8 @@ mod tests {
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
         migrate(&mut conn).unwrap();
         let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(v, MIGRATIONS.len() as i64);
+        assert_eq!(v, migrations().len() as i64);
+        assert_eq!(v, 2, "schema.sql holds two steps");
         // A second run is a no-op.
         migrate(&mut conn).unwrap();
         let fk: Vec<String> = conn

@@ -24,8 +24,11 @@ pub struct Workflow {
     pub updated_at: i64,
 }
 
+/// `version` reads the integration's newest version: what an upgrade would bring the workflow to.
 const COLUMNS: &str = "w.id, w.user_id, w.integration_id, w.parent_workflow_id, w.credential_id, w.name, w.trigger, \
-                       w.blocks, w.active, w.version, w.installed_version, w.installed_at, w.created_at, w.updated_at";
+                       w.blocks, w.active, \
+                       coalesce((SELECT iv.version FROM integrations iv WHERE iv.id = w.integration_id), w.version), \
+                       w.installed_version, w.installed_at, w.created_at, w.updated_at";
 
 fn json_col<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> rusqlite::Result<T> {
     let text: String = r.get(i)?;
@@ -126,6 +129,78 @@ pub fn install(
         ids.push(id);
     }
     ids.iter().map(|id| get(conn, env, id, None)).collect()
+}
+
+/// Brings a user's workflow to its integration's newest version (the template workflow it was
+/// installed from, as that version has it). `Ok(false)` when it is there already.
+pub fn upgrade(conn: &Connection, env: Env, id: &str) -> Result<bool> {
+    let wf = get(conn, env, id, None)?;
+    let (Some(integration_id), Some(parent)) = (&wf.integration_id, &wf.parent_workflow_id) else {
+        return Err(StoreError::Invalid(
+            "the workflow was not installed from an integration".into(),
+        ));
+    };
+    let integration = integrations::get(conn, env, integration_id)?;
+    if wf.installed_version == Some(integration.version) {
+        return Ok(false);
+    }
+    let template = integration
+        .workflows
+        .iter()
+        .find(|t| &t.workflow_id == parent)
+        .ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "the integration's newest version ({}) no longer has this workflow",
+                integration.version
+            ))
+        })?;
+    conn.prepare_cached(
+        "UPDATE workflows SET name = ?2, trigger = ?3, blocks = ?4, version = ?5, installed_version = ?5, updated_at = ?6 \
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        wf.id,
+        template.name,
+        template.trigger.to_string(),
+        serde_json::to_string(&template.blocks).expect("blocks serialize"),
+        integration.version,
+        ids::now_ms()
+    ])?;
+    Ok(true)
+}
+
+/// Run counts for a workflow: a user's workflow by its id, or every installed copy of a
+/// template workflow by the template's id.
+#[derive(Debug, Default, PartialEq)]
+pub struct Analytics {
+    /// Finished runs (succeeded or failed).
+    pub runs: i64,
+    /// Calls made to the app: `http` blocks run, across those runs.
+    pub app_actions: i64,
+    /// Error logs written for those workflows.
+    pub errors: i64,
+}
+
+pub fn analytics(conn: &Connection, env: Env, id: &str) -> Result<Analytics> {
+    const MINE: &str = "SELECT w.id FROM workflows w JOIN users u ON u.id = w.user_id \
+                        WHERE u.env = ?1 AND (w.id = ?2 OR w.parent_workflow_id = ?2)";
+    let count = |sql: &str| -> Result<i64> {
+        Ok(conn
+            .prepare_cached(sql)?
+            .query_row(params![env.as_str(), id], |r| r.get(0))?)
+    };
+    Ok(Analytics {
+        runs: count(&format!(
+            "SELECT count(*) FROM executions WHERE workflow_id IN ({MINE}) AND status IN ('succeeded', 'failed')"
+        ))?,
+        app_actions: count(&format!(
+            "SELECT count(*) FROM executions e, json_each(e.results) r WHERE e.workflow_id IN ({MINE}) \
+             AND json_extract(r.value, '$.type') = 'http'"
+        ))?,
+        errors: count(&format!(
+            "SELECT count(*) FROM error_logs WHERE env = ?1 AND workflow_id IN ({MINE})"
+        ))?,
+    })
 }
 
 /// A user's workflows, optionally only those of integrations for one app.

@@ -76,11 +76,16 @@ fn credentials_refuse_bad_input_and_unknown_users() {
         .status,
         422
     );
-    let r = s.post("/users/nobody/credentials", json!({ "type": "x", "data": {} }));
+    let r = s.post(
+        "/users/nobody/credentials",
+        json!({ "type": "apiKey", "data": { "apiKey": "k" } }),
+    );
     assert_eq!(r.status, 404);
     assert!(r.message().contains("user"));
     let other = s.create_user("c3");
-    let cid = s.post(&path, json!({ "type": "x", "data": {} })).json["credentialId"]
+    let cid = s
+        .post(&path, json!({ "type": "apiKey", "data": { "apiKey": "k" } }))
+        .json["credentialId"]
         .as_str()
         .unwrap()
         .to_string();
@@ -232,7 +237,7 @@ fn rotate_master_reseals_every_secret_while_the_server_keeps_serving() {
         assert_eq!(
             s.post(
                 &format!("/users/{id}/credentials"),
-                json!({ "type": "apiKey", "data": { "n": i } })
+                json!({ "type": "apiKey", "data": { "apiKey": format!("k{i}") } })
             )
             .status,
             200
@@ -253,7 +258,7 @@ fn rotate_master_reseals_every_secret_while_the_server_keeps_serving() {
                 agent
                     .post(&format!("{base}/users/{user}/credentials"))
                     .set("Authorization", &format!("Bearer {key}"))
-                    .send_string(&json!({ "type": "apiKey", "data": { "n": i } }).to_string())
+                    .send_string(&json!({ "type": "apiKey", "data": { "apiKey": format!("k{i}") } }).to_string())
                     .map(|r| r.status())
                     .unwrap_or(0)
             })
@@ -273,7 +278,10 @@ fn rotate_master_reseals_every_secret_while_the_server_keeps_serving() {
     let only_new = Secrets::load(&s.config.master_key).unwrap();
     let opened = open_all(&s, &only_new);
     assert_eq!(opened.len(), 140);
-    let mut ns: Vec<i64> = opened.iter().map(|(_, v)| v["n"].as_i64().unwrap()).collect();
+    let mut ns: Vec<i64> = opened
+        .iter()
+        .map(|(_, v)| v["apiKey"].as_str().unwrap()[1..].parse().unwrap())
+        .collect();
     ns.sort();
     assert_eq!(ns, (0..140).collect::<Vec<_>>());
     let conn = open_db(&s.db_path());
@@ -291,8 +299,11 @@ fn rotate_master_reseals_every_secret_while_the_server_keeps_serving() {
     s.restart();
     assert_eq!(s.get(&format!("/users/{id}/token")).status, 200);
     assert_eq!(
-        s.post(&format!("/users/{id}/credentials"), json!({ "type": "t", "data": {} }))
-            .status,
+        s.post(
+            &format!("/users/{id}/credentials"),
+            json!({ "type": "bearerToken", "data": { "token": "t" } })
+        )
+        .status,
         200
     );
     let conn = ingot::store::open_connection(&s.db_path(), SyncMode::Full).unwrap();

@@ -81,12 +81,12 @@ fn every_resource_of_one_environment_is_404_to_the_other() {
         (
             "POST",
             format!("/users/{u}/credentials"),
-            Some(json!({ "type": "apiKey", "data": {} })),
+            Some(json!({ "type": "apiKey", "data": { "apiKey": "k" } })),
         ),
         (
             "POST",
             "/headless/credentials".into(),
-            Some(json!({ "userId": u, "credential": { "type": "apiKey", "data": {} } })),
+            Some(json!({ "userId": u, "credential": { "type": "apiKey", "data": { "apiKey": "k" } } })),
         ),
         ("DELETE", format!("/users/{u}/credentials/{}", d.credential), None),
         ("GET", format!("/integrations/{}", d.integration), None),

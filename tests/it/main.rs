@@ -2,6 +2,7 @@
 //! where that is the point), spoken to over real HTTP.
 
 mod binary;
+mod catalog;
 mod credentials;
 mod delivery;
 mod durability;

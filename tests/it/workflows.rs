@@ -62,13 +62,14 @@ fn integrations_are_created_listed_read_and_deleted() {
     let wf = &r.json["workflows"][0];
     assert_eq!(wf["workflowId"].as_str().unwrap().len(), 24);
     assert_eq!(wf["blocks"][0]["id"].as_str().unwrap().len(), 36, "block ids are UUIDs");
-    assert_eq!(
-        s.post("/integrations", http_integration("CRM sync", "http://x")).status,
-        409
-    );
+    // Saving under the same name is a new version of the same integration.
+    let again = s.post("/integrations", http_integration("CRM sync", "http://x"));
+    assert_eq!(again.status, 200, "{}", again.json);
+    assert_eq!(again.json["integrationId"], id.as_str());
+    assert_eq!(again.json["version"], 2);
     let list = s.get("/2024-03/integrations");
     assert_eq!(list.json["data"].as_array().unwrap().len(), 1);
-    assert_eq!(s.get(&format!("/integrations/{id}")).json["name"], "CRM sync");
+    assert_eq!(s.get(&format!("/integrations/{id}")).json["data"]["name"], "CRM sync");
     let user = s.create_user("lister");
     let token = s.token(&user);
     let as_user = s.as_user(&token, "GET", "/integrations", None);
@@ -189,7 +190,7 @@ fn installing_gives_one_workflow_per_template_workflow_and_never_duplicates() {
     let other = s.create_user("other");
     let theirs = s.post(
         &format!("/users/{other}/credentials"),
-        json!({ "type": "httpHeaderAuth", "data": {} }),
+        json!({ "type": "httpHeaderAuth", "data": { "fieldName": "X-Key", "value": "v" } }),
     );
     let cid = theirs.json["credentialId"].as_str().unwrap();
     let r = s.post(
@@ -391,13 +392,13 @@ fn a_bearer_token_credential_becomes_an_authorization_header() {
     let s = Server::start();
     let rx = Receiver::start();
     let mut integration = http_integration("bearer", &rx.url);
-    integration["credentialType"] = json!("oauth");
+    integration["credentialType"] = json!("bearerToken");
     let i = s.post("/integrations", integration);
     let iid = i.json["integrationId"].as_str().unwrap();
     let user = s.create_user("bearer");
     s.post(
         &format!("/users/{user}/credentials"),
-        json!({ "type": "oauth", "data": { "token": "tok-123" } }),
+        json!({ "type": "bearerToken", "data": { "token": "tok-123" } }),
     );
     let wf = s
         .post(&format!("/users/{user}/integrations/{iid}/install"), json!({}))
