@@ -181,3 +181,31 @@ CREATE TABLE integration_versions (
 ) WITHOUT ROWID;
 INSERT INTO integration_versions (integration_id, version, app, credential_type, workflows, created_at)
     SELECT id, version, app, credential_type, workflows, updated_at FROM integrations;
+
+-- Install links: a hosted install page for one user and integration. Only the link's SHA-256
+-- is kept; the link works until it expires or installs once.
+CREATE TABLE install_links (
+    id             TEXT PRIMARY KEY,
+    hash           BLOB NOT NULL UNIQUE,
+    env            TEXT NOT NULL,
+    user_id        TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    integration_id TEXT NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    used_at        INTEGER
+);
+CREATE INDEX install_links_user ON install_links (user_id);
+
+-- Headless installations between POST /headless/startInstallation and completeInstallation.
+CREATE TABLE installations (
+    id             TEXT PRIMARY KEY,
+    env            TEXT NOT NULL,
+    user_id        TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    integration_id TEXT NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+    workflow_ids   TEXT NOT NULL,
+    credential_ids TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    completed_at   INTEGER
+);
+CREATE INDEX installations_user ON installations (user_id);

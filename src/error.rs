@@ -13,6 +13,8 @@ pub enum ApiError {
     NotFound(String),
     MethodNotAllowed(&'static str),
     Conflict(String),
+    /// Something that existed and no longer works (a used or expired link): `410`.
+    Gone(String),
     RequestTimeout(String),
     PayloadTooLarge(usize),
     Unprocessable(String),
@@ -33,6 +35,7 @@ impl ApiError {
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::Conflict(_) => 409,
+            ApiError::Gone(_) => 410,
             ApiError::RequestTimeout(_) => 408,
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::Unprocessable(_) => 422,
@@ -51,6 +54,7 @@ impl ApiError {
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
+            | ApiError::Gone(m)
             | ApiError::RequestTimeout(m)
             | ApiError::Unprocessable(m) => m.clone(),
             ApiError::Unauthorized => "Unauthorized".into(),
@@ -73,6 +77,7 @@ impl ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound(format!("{what} not found")),
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Gone(m) => ApiError::Gone(m),
             StoreError::Invalid(m) => ApiError::Unprocessable(m),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             StoreError::DiskFull => ApiError::InsufficientStorage(e.to_string()),

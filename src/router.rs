@@ -56,6 +56,10 @@ pub enum Route {
     CredentialTypeForApp(String),
     Apps,
     Events,
+    InstallUrl(String, String),
+    RedeemInstallLink,
+    StartInstallation,
+    CompleteInstallation,
 }
 
 /// Who may call a route; checked once, in `handlers::dispatch`, before its handler runs.
@@ -101,6 +105,9 @@ impl Route {
             ListCredentials | WorkflowVersions(_) | UpgradeWorkflow(_) => Auth::KeyOrUserToken,
             WorkflowAnalytics(_) => Auth::ApiKey,
             CredentialTypes | CredentialTypeForApp(_) | Apps | Events => Auth::KeyOrUserToken,
+            InstallUrl(..) => Auth::ApiKey,
+            RedeemInstallLink => Auth::None,
+            StartInstallation | CompleteInstallation => Auth::KeyOrUserToken,
         }
     }
 }
@@ -191,6 +198,13 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
             "POST",
             (method == "POST").then(|| Route::InstallIntegration(owned(user), owned(id))),
         ),
+        ["users", user, "integrations", id, "install-url"] => (
+            "GET",
+            (method == "GET").then(|| Route::InstallUrl(owned(user), owned(id))),
+        ),
+        ["install-links", "redeem"] => ("POST", (method == "POST").then_some(Route::RedeemInstallLink)),
+        ["headless", "startInstallation"] => ("POST", (method == "POST").then_some(Route::StartInstallation)),
+        ["headless", "completeInstallation"] => ("POST", (method == "POST").then_some(Route::CompleteInstallation)),
         ["workflows"] => ("GET", (method == "GET").then_some(Route::ListWorkflows)),
         ["workflows", "activate"] if method == "PUT" => ("PUT", Some(Route::ActivateWorkflow)),
         ["workflows", "deactivate"] if method == "PUT" => ("PUT", Some(Route::DeactivateWorkflow)),

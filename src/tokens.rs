@@ -20,6 +20,9 @@ pub const MIN_TTL: u64 = 60;
 struct ModalClaims {
     username: String,
     env: String,
+    /// The install link a token was minted from, if it was (see `store::installs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lnk: Option<String>,
 }
 
 /// Why a token was refused; logged, never sent to the client.
@@ -38,6 +41,7 @@ pub struct Verified {
     pub username: String,
     pub env: Env,
     pub expires_at_ms: i64,
+    pub link: Option<String>,
 }
 
 /// Generates a signing key: (kid, public key bytes, private key bytes).
@@ -79,19 +83,32 @@ impl Signer {
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+/// Whom a token is for.
+pub struct Holder<'a> {
+    pub user_id: &'a str,
+    pub username: &'a str,
+    pub env: Env,
+    /// The install link it is minted from, if any.
+    pub link: Option<&'a str>,
+}
+
 /// Mints a token for a user; returns it with its expiry in epoch milliseconds.
 pub fn mint(
     signer: &Signer,
     issuer: &str,
-    user_id: &str,
-    username: &str,
-    env: Env,
+    holder: &Holder,
     ttl_secs: u64,
     now_ms: i64,
 ) -> Result<(String, i64), TokenError> {
+    let Holder {
+        user_id,
+        username,
+        env,
+        link,
+    } = *holder;
     let ttl = ttl_secs.clamp(1, MAX_TTL) as i64;
     let now = now_ms / 1000;
-    let claims = serde_json::json!({
+    let mut claims = serde_json::json!({
         "iat": now,
         "exp": now + ttl,
         "nbf": now,
@@ -102,6 +119,9 @@ pub fn mint(
         "username": username,
         "env": env.as_str(),
     });
+    if let Some(link) = link {
+        claims["lnk"] = link.into();
+    }
     let mut token = format!("{}.{}", signer.header, B64URL.encode(claims.to_string()));
     let signature = signer.key.sign(token.as_bytes());
     token.push('.');
@@ -147,6 +167,7 @@ pub fn verify(
         username: claims.custom.username,
         env,
         expires_at_ms: exp.as_secs() as i64 * 1000,
+        link: claims.custom.lnk,
     })
 }
 
@@ -222,6 +243,15 @@ mod tests {
 
     const ISS: &str = "http://ingot.test";
 
+    fn holder(username: &str, env: Env) -> Holder<'_> {
+        Holder {
+            user_id: "u1",
+            username,
+            env,
+            link: None,
+        }
+    }
+
     fn pair() -> Ed25519KeyPair {
         Ed25519KeyPair::generate().with_key_id("k1")
     }
@@ -233,7 +263,7 @@ mod tests {
     #[test]
     fn a_fresh_token_verifies_with_its_claims() {
         let p = pair();
-        let (t, exp) = mint(&signer(&p), ISS, "u1", "alice", Env::Production, 600, ids::now_ms()).unwrap();
+        let (t, exp) = mint(&signer(&p), ISS, &holder("alice", Env::Production), 600, ids::now_ms()).unwrap();
         assert_eq!(key_id_of(&t).as_deref(), Some("k1"));
         let v = verify(&p.public_key(), &t, ISS, 0, None).unwrap();
         assert_eq!(
@@ -246,7 +276,7 @@ mod tests {
     #[test]
     fn an_expired_token_is_refused_with_zero_tolerance() {
         let p = pair();
-        let (t, exp) = mint(&signer(&p), ISS, "u1", "a", Env::Development, 60, ids::now_ms()).unwrap();
+        let (t, exp) = mint(&signer(&p), ISS, &holder("a", Env::Development), 60, ids::now_ms()).unwrap();
         let after = (exp / 1000) as u64 + 1;
         assert!(verify(&p.public_key(), &t, ISS, 0, Some(after)).is_err());
         // With tolerance the same instant passes: tolerance is really applied, and really zero above.
@@ -256,13 +286,14 @@ mod tests {
     #[test]
     fn another_key_wrong_audience_or_issuer_is_refused() {
         let p = pair();
-        let (t, _) = mint(&signer(&p), ISS, "u1", "a", Env::Development, 60, ids::now_ms()).unwrap();
+        let (t, _) = mint(&signer(&p), ISS, &holder("a", Env::Development), 60, ids::now_ms()).unwrap();
         assert!(verify(&pair().public_key(), &t, ISS, 0, None).is_err());
         assert!(verify(&p.public_key(), &t, "http://elsewhere", 0, None).is_err());
         let other_aud = Claims::with_custom_claims(
             ModalClaims {
                 username: "a".into(),
                 env: "development".into(),
+                lnk: None,
             },
             Duration::from_secs(60),
         )
@@ -276,7 +307,7 @@ mod tests {
     #[test]
     fn alg_none_and_changed_alg_are_refused() {
         let p = pair();
-        let (t, _) = mint(&signer(&p), ISS, "u1", "a", Env::Development, 60, ids::now_ms()).unwrap();
+        let (t, _) = mint(&signer(&p), ISS, &holder("a", Env::Development), 60, ids::now_ms()).unwrap();
         let parts: Vec<&str> = t.split('.').collect();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         for alg in ["none", "HS256"] {
@@ -290,7 +321,7 @@ mod tests {
     #[test]
     fn a_tampered_payload_is_refused() {
         let p = pair();
-        let (t, _) = mint(&signer(&p), ISS, "u1", "a", Env::Development, 60, ids::now_ms()).unwrap();
+        let (t, _) = mint(&signer(&p), ISS, &holder("a", Env::Development), 60, ids::now_ms()).unwrap();
         let parts: Vec<&str> = t.split('.').collect();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let payload = String::from_utf8(b64.decode(parts[1]).unwrap())
@@ -307,6 +338,7 @@ mod tests {
             ModalClaims {
                 username: "a".into(),
                 env: "development".into(),
+                lnk: None,
             },
             Duration::from_secs(MAX_TTL + 1),
         )

@@ -24,6 +24,8 @@ pub enum Caller {
         env: Env,
         user: users::User,
         expires_at_ms: i64,
+        /// The install link the token came from, spent by the install it makes.
+        link: Option<String>,
     },
 }
 
@@ -143,5 +145,6 @@ fn check_user_token(ctx: &Ctx, req: &Req) -> Result<Caller, ApiError> {
         env: verified.env,
         user,
         expires_at_ms: verified.expires_at_ms,
+        link: verified.link,
     })
 }

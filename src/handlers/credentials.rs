@@ -78,7 +78,7 @@ fn store(ctx: &Ctx, env: Env, user: String, credential: &Map<String, Value>) -> 
 /// The fields that become a request header when a workflow runs (see `engine`) must make a
 /// valid header that cannot change how the request is framed or routed. The message names
 /// the field, never its value.
-fn check_header_fields(data: &Map<String, Value>) -> Result<(), ApiError> {
+pub(crate) fn check_header_fields(data: &Map<String, Value>) -> Result<(), ApiError> {
     let text = |k: &str| data.get(k).and_then(Value::as_str);
     if let Some(name) = text("fieldName") {
         if !outbound::is_header_name(name) {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod credentials;
+pub mod installs;
 pub mod integrations;
 pub mod logs;
 pub mod metadata;
@@ -75,6 +76,10 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         Route::CredentialTypeForApp(a) => metadata::credential_for_app(ctx, req, &a),
         Route::Apps => metadata::apps(ctx, req),
         Route::Events => metadata::events(ctx, req),
+        Route::InstallUrl(u, i) => installs::install_url(ctx, req, &u, &i),
+        Route::RedeemInstallLink => installs::redeem(ctx, req),
+        Route::StartInstallation => installs::start(ctx, req),
+        Route::CompleteInstallation => installs::complete(ctx, req),
     }
 }
 

@@ -236,8 +236,19 @@ pub fn token(ctx: &Ctx, req: &Req, user: &str) -> Result<Resp, ApiError> {
         .current(&*ctx.db()?, &ctx.app.store.secrets)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let now = ctx.app.clock.now_ms();
-    let (token, exp) = tokens::mint(&pair, &ctx.app.config.public_url, &u.id, &u.username, env, ttl, now)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (token, exp) = tokens::mint(
+        &pair,
+        &ctx.app.config.public_url,
+        &tokens::Holder {
+            user_id: &u.id,
+            username: &u.username,
+            env,
+            link: None,
+        },
+        ttl,
+        now,
+    )
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Resp::ok(&json!({ "token": token, "expiresAt": rfc3339(exp) })))
 }
 

@@ -58,8 +58,21 @@ pub fn install(ctx: &Ctx, req: &Req, user: &str, integration: &str) -> Result<Re
         json_body(req)?.opt_str("credentialId")?.map(str::to_string)
     };
     let integration = integration.to_string();
+    // A token minted from an install link spends the link with the install it makes.
+    let link = match &caller {
+        auth::Caller::User { link, .. } => link.clone(),
+        auth::Caller::Key(_) => None,
+    };
+    let now = ctx.app.clock.now_ms();
     let installed = ctx
-        .write(move |c| workflows::install(c, env, &user.id, &integration, credential_id.as_deref()))
+        .write(move |c| {
+            let installed = workflows::install(c, env, &user.id, &integration, credential_id.as_deref(), None)?;
+            if let (Some(link), Some(first)) = (&link, installed.first()) {
+                let iid = first.integration_id.as_deref().unwrap_or_default();
+                crate::store::installs::spend_link(c, link, iid, now)?;
+            }
+            Ok(installed)
+        })
         .map_err(|e| ApiError::from_store(e, "user or integration"))?;
     Ok(Resp::ok(
         &json!({ "data": installed.iter().map(workflow_json).collect::<Vec<_>>() }),

@@ -23,6 +23,7 @@ pub mod credentials;
 pub mod deliveries;
 pub mod error_logs;
 pub mod executions;
+pub mod installs;
 pub mod integrations;
 pub mod keys;
 pub mod meta;
@@ -94,6 +95,9 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// It existed and no longer works (`410`).
+    #[error("{0}")]
+    Gone(String),
     /// A well-formed request that the stored data makes invalid (`422`).
     #[error("{0}")]
     Invalid(String),

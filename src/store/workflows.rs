@@ -63,6 +63,7 @@ pub fn install(
     user_ref: &str,
     integration_id: &str,
     credential_id: Option<&str>,
+    only: Option<&[String]>,
 ) -> Result<Vec<Workflow>> {
     let user = users::get(conn, env, user_ref)?;
     let integration = integrations::get(conn, env, integration_id)?;
@@ -79,7 +80,11 @@ pub fn install(
     }
     let now = ids::now_ms();
     let mut ids = Vec::new();
-    for t in &integration.workflows {
+    for t in integration
+        .workflows
+        .iter()
+        .filter(|t| only.is_none_or(|o| o.contains(&t.workflow_id)))
+    {
         let trigger = t.trigger.to_string();
         let blocks = serde_json::to_string(&t.blocks).expect("blocks serialize");
         let existing: Option<String> = conn

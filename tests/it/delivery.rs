@@ -1,6 +1,7 @@
 //! Error delivery through the outbox to real peers: a standardwebhooks-verifying receiver and
 //! a signature-checking moto EventBridge.
 
+use crate::harness::epoch_ms;
 use crate::harness::{db_contains, Server};
 use crate::peers::{Moto, WebhookPeer};
 use serde_json::{json, Value};
@@ -59,20 +60,6 @@ fn webhook_to(s: &Server, peer: &WebhookPeer) -> String {
         .to_string();
     peer.control(json!({ "secrets": [secret] }));
     secret
-}
-
-/// Milliseconds since the epoch of an RFC 3339 UTC time such as `2021-09-30T12:46:10.562Z`.
-fn epoch_ms(t: &str) -> i64 {
-    let field = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
-    let (y, m, d) = (field(0..4), field(5..7), field(8..10));
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
-    let secs = ((days * 24 + field(11..13)) * 60 + field(14..16)) * 60 + field(17..19);
-    secs * 1000 + field(20..23)
 }
 
 #[test]

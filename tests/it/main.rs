@@ -11,6 +11,7 @@ mod environments;
 mod errors;
 mod harness;
 mod hostile;
+mod installs;
 mod limits;
 mod operating;
 mod peers;
