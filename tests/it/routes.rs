@@ -59,6 +59,16 @@ fn every_route_answers_the_same_bare_and_behind_each_version_prefix() {
         "/settings/logging/webhook".into(),
         "/settings/logging/eventbridge".into(),
         format!("/users/{user}/token"),
+        format!("/credentials?userId={user}"),
+        format!("/integrations?userId={user}"),
+        format!("/integrations/{iid}?userId={user}"),
+        format!("/workflows/{wf}/versions?userId={user}"),
+        format!("/workflows/{wf}/analytics"),
+        "/metadata/credentials".into(),
+        "/metadata/credentials/httpHeaderAuth".into(),
+        "/metadata/apps".into(),
+        "/apps".into(),
+        "/events".into(),
     ];
     for path in &reads {
         let bare = s.get(path);
@@ -126,6 +136,20 @@ fn every_route_answers_the_same_bare_and_behind_each_version_prefix() {
     );
     let other = other["integrationId"].as_str().unwrap().to_string();
     call("POST", format!("/users/w1/integrations/{other}/install"), json!({}));
+    call("PUT", format!("/workflows/{wf}/upgrade?userId={user}"), json!({}));
+    let link = call("GET", format!("/users/w2/integrations/{other}/install-url"), json!({}));
+    let link = link["url"].as_str().unwrap().split_once("link=").unwrap().1.to_string();
+    call("POST", "/install-links/redeem".into(), json!({ "link": link }));
+    let started = call(
+        "POST",
+        "/headless/startInstallation".into(),
+        json!({ "userId": "w2", "integrationId": other }),
+    );
+    call(
+        "POST",
+        "/headless/completeInstallation".into(),
+        json!({ "installationId": started["installationId"], "data": [] }),
+    );
     call(
         "PUT",
         "/workflows/deactivate".into(),
