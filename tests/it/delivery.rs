@@ -724,3 +724,39 @@ fn a_retry_goes_out_when_it_is_due_not_at_the_next_idle_look() {
     let st = peer.wait_until("the retry", |st| st["accepted"].as_array().unwrap().len() == 1);
     assert_eq!(st["attempts"].as_array().unwrap().len(), 2, "{st}");
 }
+
+/// How EventBridge's refusals are told apart, each answered by a fake endpoint: refused
+/// credentials mark the target failing (by the AWS error kind, or by a bare 401 or 403),
+/// throttling and server errors back off, anything else is reported as it came; a long
+/// error body is still read to its error kind.
+#[test]
+fn eventbridge_refusals_are_told_apart_by_status_and_aws_error_kind() {
+    let long = "x".repeat(3000);
+    let cases: Vec<(u16, String, &str, bool)> = vec![
+        (400, json!({ "__type": "UnrecognizedClientException", "message": "who?" }).to_string(), "refused the credentials", true),
+        (401, "{}".into(), "refused the credentials", true),
+        (403, "{}".into(), "refused the credentials", true),
+        (400, json!({ "__type": "ThrottlingException", "message": "slow" }).to_string(), "throttling or unavailable", false),
+        (429, "{}".into(), "throttling or unavailable", false),
+        (503, "{}".into(), "throttling or unavailable", false),
+        (400, json!({ "__type": "ValidationException", "message": long }).to_string(), "answered 400 ValidationException", false),
+    ];
+    for (status, body, expected, auth) in cases {
+        let rx = crate::receiver::Receiver::start();
+        rx.answer(status);
+        rx.answer_body(&body);
+        let s = fast_server("");
+        let settings = json!({ "accessKeyId": "AKIAFAKE", "secretAccessKey": "fake-secret-key", "region": "us-east-1",
+                               "eventBusName": "bus", "endpoint": rx.url, "enabled": true });
+        assert_eq!(s.req("PUT", "/settings/logging/eventbridge", Some(&settings)).status, 200);
+        let (user, wf) = failing_workflow(&s, "refused");
+        fail_times(&s, &user, &wf, 1);
+        let failed = wait_deliveries(&s, "?target=eventbridge", "failed", |d| {
+            d.len() == 1 && d[0]["status"] == "failed"
+        });
+        let err = failed[0]["lastError"].as_str().unwrap();
+        assert!(err.contains(expected), "{status} {}: {err}", &body[..body.len().min(60)]);
+        let failing = s.get("/settings/logging/eventbridge").json["failing"].clone();
+        assert_eq!(failing.is_string(), auth, "{status}: failing = {failing}");
+    }
+}
