@@ -17,6 +17,7 @@ mod operating;
 mod peers;
 mod receiver;
 mod routes;
+mod sdks;
 mod ssrf;
 mod tokens;
 mod users;
