@@ -165,6 +165,10 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
             (method == "GET").then(|| Route::ListUserCredentials(owned(user))),
         ),
         ["credentials"] => ("GET", (method == "GET").then_some(Route::ListCredentials)),
+        ["credentials", app] => (
+            "GET",
+            (method == "GET").then(|| Route::CredentialTypeForApp(owned(app))),
+        ),
         ["metadata", "credentials"] => ("GET", (method == "GET").then_some(Route::CredentialTypes)),
         ["metadata", "credentials", app] => (
             "GET",

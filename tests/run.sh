@@ -16,6 +16,16 @@ if [ ! -x "$peers/bin/python" ] || ! cmp -s tests/peers/requirements.txt "$peers
 fi
 export TEST_PEERS_PYTHON="$PWD/$peers/bin/python"
 
+# The official Node SDK, as published (tests/sdk/package.json), under target/ too.
+sdk_node=target/sdk-node
+if [ ! -d "$sdk_node/node_modules/alloy-node" ] || ! cmp -s tests/sdk/package-lock.json "$sdk_node/package-lock.json"; then
+    echo "== installing the Node SDK into $sdk_node"
+    rm -rf "$sdk_node"
+    mkdir -p "$sdk_node"
+    cp tests/sdk/package.json tests/sdk/package-lock.json "$sdk_node/"
+    (cd "$sdk_node" && npm ci --silent --no-audit --no-fund)
+fi
+
 # The edge and SSRF tests use prlimit and unshare (util-linux) and ip (iproute2), as root.
 if ! command -v ip >/dev/null || ! command -v unshare >/dev/null || ! command -v prlimit >/dev/null; then
     echo "== installing iproute2 and util-linux"

@@ -733,13 +733,28 @@ fn a_retry_goes_out_when_it_is_due_not_at_the_next_idle_look() {
 fn eventbridge_refusals_are_told_apart_by_status_and_aws_error_kind() {
     let long = "x".repeat(3000);
     let cases: Vec<(u16, String, &str, bool)> = vec![
-        (400, json!({ "__type": "UnrecognizedClientException", "message": "who?" }).to_string(), "refused the credentials", true),
+        (
+            400,
+            json!({ "__type": "UnrecognizedClientException", "message": "who?" }).to_string(),
+            "refused the credentials",
+            true,
+        ),
         (401, "{}".into(), "refused the credentials", true),
         (403, "{}".into(), "refused the credentials", true),
-        (400, json!({ "__type": "ThrottlingException", "message": "slow" }).to_string(), "throttling or unavailable", false),
+        (
+            400,
+            json!({ "__type": "ThrottlingException", "message": "slow" }).to_string(),
+            "throttling or unavailable",
+            false,
+        ),
         (429, "{}".into(), "throttling or unavailable", false),
         (503, "{}".into(), "throttling or unavailable", false),
-        (400, json!({ "__type": "ValidationException", "message": long }).to_string(), "answered 400 ValidationException", false),
+        (
+            400,
+            json!({ "__type": "ValidationException", "message": long }).to_string(),
+            "answered 400 ValidationException",
+            false,
+        ),
     ];
     for (status, body, expected, auth) in cases {
         let rx = crate::receiver::Receiver::start();
@@ -748,14 +763,21 @@ fn eventbridge_refusals_are_told_apart_by_status_and_aws_error_kind() {
         let s = fast_server("");
         let settings = json!({ "accessKeyId": "AKIAFAKE", "secretAccessKey": "fake-secret-key", "region": "us-east-1",
                                "eventBusName": "bus", "endpoint": rx.url, "enabled": true });
-        assert_eq!(s.req("PUT", "/settings/logging/eventbridge", Some(&settings)).status, 200);
+        assert_eq!(
+            s.req("PUT", "/settings/logging/eventbridge", Some(&settings)).status,
+            200
+        );
         let (user, wf) = failing_workflow(&s, "refused");
         fail_times(&s, &user, &wf, 1);
         let failed = wait_deliveries(&s, "?target=eventbridge", "failed", |d| {
             d.len() == 1 && d[0]["status"] == "failed"
         });
         let err = failed[0]["lastError"].as_str().unwrap();
-        assert!(err.contains(expected), "{status} {}: {err}", &body[..body.len().min(60)]);
+        assert!(
+            err.contains(expected),
+            "{status} {}: {err}",
+            &body[..body.len().min(60)]
+        );
         let failing = s.get("/settings/logging/eventbridge").json["failing"].clone();
         assert_eq!(failing.is_string(), auth, "{status}: failing = {failing}");
     }

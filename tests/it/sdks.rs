@@ -55,7 +55,12 @@ fn the_speakeasy_python_sdk_works_unchanged_for_every_method() {
     let mut cmd = Command::new(python());
     cmd.arg(script("speakeasy.py"));
     let summary = run(cmd, &s, &iid);
-    let called: Vec<&str> = summary["called"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let called: Vec<&str> = summary["called"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
     // Every operation of the SDK's own class, bar the OAuth link (it needs an OAuth provider).
     let sdk_methods = Command::new(python())
         .args(["-c", "import alloypythonsdk, inspect; print('\\n'.join(n for n, f in inspect.getmembers(alloypythonsdk.AlloyPythonSDK, inspect.isfunction) if not n.startswith('_')))"])
@@ -96,4 +101,32 @@ fn the_alloy_python_sdk_works_unchanged_for_every_embedded_method() {
     assert_eq!(s.get("/users/py-batch").status, 404, "deleted through the SDK");
     assert_eq!(rx.requests().len(), 2, "the event run and its rerun");
     assert_eq!(rx.requests()[0].header("authorization"), Some("Bearer py-secret"));
+}
+
+#[test]
+fn the_alloy_node_sdk_works_unchanged_for_every_embedded_method() {
+    let modules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sdk-node/node_modules");
+    assert!(
+        modules.join("alloy-node").exists(),
+        "alloy-node is not installed at {}: run `bash tests/run.sh`",
+        modules.display()
+    );
+    let s = Server::start();
+    let rx = Receiver::start();
+    let iid = crm(&s, &rx);
+    let mut cmd = Command::new("node");
+    cmd.arg(script("alloy_node.js")).env("NODE_PATH", &modules);
+    let summary = run(cmd, &s, &iid);
+    let called: Vec<&Value> = summary["called"].as_array().unwrap().iter().collect();
+    let missing: Vec<&Value> = summary["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| !called.contains(m) && *m != "getUserOauthRedirect")
+        .collect();
+    assert!(missing.is_empty(), "SDK methods not exercised: {missing:?}");
+    let user = summary["user"].as_str().unwrap();
+    assert_eq!(s.get(&format!("/users/{user}")).status, 404, "deleted through the SDK");
+    assert_eq!(rx.requests().len(), 1, "the event ran Sync once");
+    assert_eq!(rx.requests()[0].header("authorization"), Some("Bearer node-secret"));
 }
