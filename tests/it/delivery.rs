@@ -782,3 +782,30 @@ fn eventbridge_refusals_are_told_apart_by_status_and_aws_error_kind() {
         assert_eq!(failing.is_string(), auth, "{status}: failing = {failing}");
     }
 }
+
+/// Only a 2xx delivers (a 3xx is retried), and `Retry-After` is read from 429 and 503 only: on
+/// a 503 it is waited for, on a 500 the schedule rules.
+#[test]
+fn only_a_2xx_delivers_and_retry_after_is_read_from_429_and_503_only() {
+    let s = fast_server("0.05,0.05,0.05");
+    let peer = WebhookPeer::start();
+    webhook_to(&s, &peer);
+    let (user, wf) = failing_workflow(&s, "statuses");
+    let cases = [(300, None, false), (503, Some(1), true), (500, Some(1), false)];
+    for (n, (status, retry_after, waits)) in cases.into_iter().enumerate() {
+        peer.control(json!({ "failFirst": 1, "status": status, "retryAfter": retry_after }));
+        fail_times(&s, &user, &wf, 1);
+        let d = wait_deliveries(&s, "?status=delivered", "delivered", |d| d.len() == n + 1);
+        let newest = d.iter().max_by_key(|d| d["createdAt"].as_str().unwrap().to_string()).unwrap();
+        let log = newest["attemptLog"].as_array().unwrap();
+        assert_eq!(log.len(), 2, "{status}: refused once, then delivered: {log:?}");
+        assert_eq!(log[0]["statusCode"], status);
+        let at = |a: &Value| epoch_ms(a["attemptedAt"].as_str().unwrap());
+        let gap = at(&log[1]) - at(&log[0]);
+        if waits {
+            assert!(gap >= 950, "{status}: Retry-After: 1 was not honoured ({gap} ms)");
+        } else {
+            assert!(gap < 900, "{status}: the retry waited {gap} ms, not the 50 ms schedule");
+        }
+    }
+}
