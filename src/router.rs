@@ -10,6 +10,7 @@ use crate::error::ApiError;
 pub enum Route {
     Healthz,
     Jwks,
+    OpenApi,
     Session,
     CreateUser,
     CreateUsersBatch,
@@ -80,7 +81,7 @@ impl Route {
     pub fn auth(&self) -> Auth {
         use Route::*;
         match self {
-            Healthz | Jwks => Auth::None,
+            Healthz | Jwks | OpenApi => Auth::None,
             Session => Auth::UserToken,
             CreateUser
             | CreateUsersBatch
@@ -119,6 +120,7 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
     let owned = |s: &str| s.to_string();
     let (allow, found): (&'static str, Option<Route>) = match segs.as_slice() {
         ["healthz"] => ("GET", (method == "GET").then_some(Route::Healthz)),
+        ["openapi.json"] => ("GET", (method == "GET").then_some(Route::OpenApi)),
         [".well-known", "jwks.json"] => ("GET", (method == "GET").then_some(Route::Jwks)),
         ["session"] => ("GET", (method == "GET").then_some(Route::Session)),
         ["users"] => (
@@ -358,6 +360,42 @@ mod tests {
         );
         assert_eq!(r("PUT", "/workflows/w1"), Err(405));
         assert_eq!(r("GET", "/run/workflow"), Err(405));
+    }
+
+    /// The variants of `Route`, read from this file's source.
+    fn variants() -> Vec<String> {
+        let src = include_str!("router.rs");
+        let body = &src[src.find("pub enum Route {").unwrap()..];
+        let body = &body[..body.find("\n}").unwrap()];
+        body.lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("//"))
+            .map(|l| l.split(['(', ',']).next().unwrap().to_string())
+            .collect()
+    }
+
+    fn variant_of(r: &Route) -> String {
+        format!("{r:?}").split('(').next().unwrap().to_string()
+    }
+
+    /// Every operation of docs/openapi.json routes here, and every route is in the document.
+    #[test]
+    fn the_openapi_document_and_the_router_name_the_same_routes() {
+        let doc: serde_json::Value = serde_json::from_str(crate::handlers::session::OPENAPI).unwrap();
+        let mut reached = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                let concrete = path.replace('{', "x").replace('}', "");
+                let found = r(&method.to_uppercase(), &concrete)
+                    .unwrap_or_else(|s| panic!("{method} {path} is in the document but routes to {s}"));
+                reached.insert(variant_of(&found));
+            }
+        }
+        let all: std::collections::BTreeSet<String> = variants().into_iter().collect();
+        assert!(all.len() > 50, "{all:?}");
+        let missing: Vec<&String> = all.difference(&reached).collect();
+        assert!(missing.is_empty(), "routes missing from docs/openapi.json: {missing:?}");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     match route {
         Route::Healthz => session::healthz(ctx, req),
         Route::Jwks => session::jwks(ctx, req),
+        Route::OpenApi => session::openapi(ctx, req),
         Route::Session => session::session(ctx, req),
         Route::CreateUser => users::create(ctx, req),
         Route::CreateUsersBatch => users::create_batch(ctx, req),

@@ -14,6 +14,17 @@ pub fn healthz(_ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
     Ok(Resp::ok(&json!({ "status": "ok" })))
 }
 
+/// The OpenAPI 3.1 document of every route (kept in the repository as `docs/openapi.json`).
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// `GET /openapi.json`: no auth.
+pub fn openapi(_ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
+    let mut resp = Resp::ok(&json!({}));
+    resp.body = OPENAPI.as_bytes().to_vec();
+    resp.headers.push(("Cache-Control", "public, max-age=300".into()));
+    Ok(resp)
+}
+
 /// `GET /.well-known/jwks.json`: every key that may still verify a live token.
 pub fn jwks(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
     let since = tokens::retired_since(ctx.app.clock.now_ms(), ctx.app.config.token_leeway);

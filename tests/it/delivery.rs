@@ -796,7 +796,10 @@ fn only_a_2xx_delivers_and_retry_after_is_read_from_429_and_503_only() {
         peer.control(json!({ "failFirst": 1, "status": status, "retryAfter": retry_after }));
         fail_times(&s, &user, &wf, 1);
         let d = wait_deliveries(&s, "?status=delivered", "delivered", |d| d.len() == n + 1);
-        let newest = d.iter().max_by_key(|d| d["createdAt"].as_str().unwrap().to_string()).unwrap();
+        let newest = d
+            .iter()
+            .max_by_key(|d| d["createdAt"].as_str().unwrap().to_string())
+            .unwrap();
         let log = newest["attemptLog"].as_array().unwrap();
         assert_eq!(log.len(), 2, "{status}: refused once, then delivered: {log:?}");
         assert_eq!(log[0]["statusCode"], status);

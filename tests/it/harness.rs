@@ -138,6 +138,7 @@ impl Server {
             .collect();
         let text = resp.into_string().unwrap();
         let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text:?}"));
+        crate::openapi::check(method, path, status, &json);
         Reply { status, json, headers }
     }
 
