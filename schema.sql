@@ -165,6 +165,9 @@ CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, attem
 -- migration 2: integration versions, icons, and credential types an integration declares.
 ALTER TABLE integrations ADD COLUMN icon TEXT;
 ALTER TABLE integrations ADD COLUMN credential_types TEXT NOT NULL DEFAULT '[]';
+-- An integration's OAuth 2.0 provider (JSON, no secret) and its client secret, sealed.
+ALTER TABLE integrations ADD COLUMN oauth TEXT;
+ALTER TABLE integrations ADD COLUMN oauth_secret_sealed BLOB;
 
 -- Every saved version of an integration, the newest equal to the integrations row. A user's
 -- workflow stays on the version it was installed from until it is upgraded.
@@ -175,6 +178,7 @@ CREATE TABLE integration_versions (
     credential_type  TEXT,
     icon             TEXT,
     credential_types TEXT NOT NULL DEFAULT '[]',
+    oauth            TEXT,
     workflows        TEXT NOT NULL,
     created_at       INTEGER NOT NULL,
     PRIMARY KEY (integration_id, version)
@@ -209,3 +213,19 @@ CREATE TABLE installations (
     completed_at   INTEGER
 );
 CREATE INDEX installations_user ON installations (user_id);
+
+-- OAuth 2.0 authorization requests waiting for the provider's callback: the state's SHA-256,
+-- whom it is for, and its PKCE verifier, sealed. Single use, ten minutes.
+CREATE TABLE oauth_states (
+    id              TEXT PRIMARY KEY,
+    hash            BLOB NOT NULL UNIQUE,
+    env             TEXT NOT NULL,
+    user_id         TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    integration_id  TEXT NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+    credential_name TEXT,
+    verifier_sealed BLOB NOT NULL,
+    created_at      INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    used_at         INTEGER
+);
+CREATE INDEX oauth_states_user ON oauth_states (user_id);

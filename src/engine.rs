@@ -8,10 +8,10 @@
 //! none is lost and none finishes twice. (A block that was mid-request at a crash is sent
 //! again: block side effects are at least once.)
 
-use crate::outbound;
 use crate::store::{credentials, error_logs, executions, integrations, workflows, Env, StoreError};
 use crate::workflow::{self, Block, DEFAULT_TIMEOUT_MS};
 use crate::{ids, App};
+use crate::{oauth, outbound};
 use base64::Engine as _;
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -245,6 +245,8 @@ fn run(app: &App, db: &Connection, id: &str) -> Result<(), StoreError> {
 
 /// Runs an `http` block: fills placeholders, adds the user's credential, sends, and judges the
 /// reply. The error texts follow the peers' (`Error: Request failed with status code N`).
+// `ureq::Error` is large by ureq's design; it lives only for the length of one call.
+#[allow(clippy::result_large_err)]
 fn run_http(
     app: &App,
     db: &Connection,
@@ -277,32 +279,47 @@ fn run_http(
         }
         rq = rq.set(k, &value);
     }
-    if let Some((name, value)) = credential_header(app, db, env, wf, block)? {
-        // Checked when the credential was made; checked again, without showing the value, for
-        // credentials stored before that rule.
-        if outbound::is_framing_header(&name) || !outbound::is_header_name(&name) || !outbound::is_header_value(&value)
-        {
-            return Err(format!(
-                "Error: the credential's header {name:?} cannot be sent (its value is not shown)"
-            ));
-        }
-        rq = rq.set(&name, &value);
+    enum Body {
+        None,
+        Text(String),
+        Json(Value),
     }
-    let sent = match &block.body {
-        None => rq.call(),
+    let body = match &block.body {
+        None => Body::None,
         Some(Value::String(s)) => {
             let text = workflow::render(s, data, false).map_err(missing)?;
-            if block.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
-                rq.send_string(&text)
-            } else {
-                rq.set("Content-Type", "text/plain; charset=utf-8").send_string(&text)
+            if !block.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
+                rq = rq.set("Content-Type", "text/plain; charset=utf-8");
             }
+            Body::Text(text)
         }
-        Some(body) => {
-            let rendered = workflow::render_json(body, data).map_err(missing)?;
-            rq.send_json(rendered)
+        Some(b) => Body::Json(workflow::render_json(b, data).map_err(missing)?),
+    };
+    let send = |rq: ureq::Request, credential: &Option<Credential>| {
+        let rq = match credential {
+            Some(c) => rq.set(&c.name, &c.value),
+            None => rq,
+        };
+        match &body {
+            Body::None => rq.call(),
+            Body::Text(t) => rq.send_string(t),
+            Body::Json(v) => rq.send_json(v.clone()),
         }
     };
+    let credential = credential_header(app, db, env, wf, block)?;
+    let mut sent = send(rq.clone(), &credential);
+    // An OAuth access token the app refuses is refreshed once, and the call made once more.
+    if let (Err(ureq::Error::Status(401, _)), Some(Credential { oauth: Some(cid), .. })) = (&sent, &credential) {
+        let iid = wf.integration_id.as_deref().unwrap_or_default();
+        if let Some(token) = oauth::fresh_token(app, db, env, iid, cid, &wf.user_id, true)? {
+            let retried = Credential {
+                name: "Authorization".into(),
+                value: format!("Bearer {token}"),
+                oauth: None,
+            };
+            sent = send(rq, &Some(retried));
+        }
+    }
     match sent {
         Ok(resp) => {
             let status = resp.status();
@@ -383,15 +400,44 @@ pub fn credential_for(
         })
 }
 
+/// The header a block's credential becomes; `oauth` names a credential whose access token
+/// can be refreshed.
+struct Credential {
+    name: String,
+    value: String,
+    oauth: Option<String>,
+}
+
 /// The header that carries the user's credential for this block, if it uses one. The secret is
-/// opened here, inside the run, and nowhere else.
+/// opened here, inside the run, and nowhere else. It is checked again, without showing the
+/// value, for credentials stored before the rules of `handlers::credentials`.
 fn credential_header(
     app: &App,
     db: &Connection,
     env: Env,
     wf: &workflows::Workflow,
     block: &Block,
-) -> Result<Option<(String, String)>, String> {
+) -> Result<Option<Credential>, String> {
+    let Some((name, value, oauth)) = credential_parts(app, db, env, wf, block)? else {
+        return Ok(None);
+    };
+    if outbound::is_framing_header(&name) || !outbound::is_header_name(&name) || !outbound::is_header_value(&value) {
+        return Err(format!(
+            "Error: the credential's header {name:?} cannot be sent (its value is not shown)"
+        ));
+    }
+    Ok(Some(Credential { name, value, oauth }))
+}
+
+type Parts = (String, String, Option<String>);
+
+fn credential_parts(
+    app: &App,
+    db: &Connection,
+    env: Env,
+    wf: &workflows::Workflow,
+    block: &Block,
+) -> Result<Option<Parts>, String> {
     let unreadable = |e: StoreError| match e {
         StoreError::Invalid(m) => format!("Error: {m}"),
         e => {
@@ -412,14 +458,23 @@ fn credential_header(
     let data: Value = serde_json::from_slice(&plain).unwrap_or(Value::Null);
     let text = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
     if let (Some(field), Some(value)) = (text("fieldName"), text("value")) {
-        return Ok(Some((field, value)));
+        return Ok(Some((field, value, None)));
+    }
+    if let (Some(_), Some(iid)) = (text("accessToken"), &wf.integration_id) {
+        if let Some(token) = oauth::fresh_token(app, db, env, iid, &credential_id, &wf.user_id, false)? {
+            return Ok(Some((
+                "Authorization".into(),
+                format!("Bearer {token}"),
+                Some(credential_id),
+            )));
+        }
     }
     if let Some(token) = text("token").or_else(|| text("apiKey")).or_else(|| text("accessToken")) {
-        return Ok(Some(("Authorization".into(), format!("Bearer {token}"))));
+        return Ok(Some(("Authorization".into(), format!("Bearer {token}"), None)));
     }
     if let (Some(user), Some(pass)) = (text("username"), text("password")) {
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        return Ok(Some(("Authorization".into(), format!("Basic {basic}"))));
+        return Ok(Some(("Authorization".into(), format!("Basic {basic}"), None)));
     }
     Err(format!(
         "Error: credential {credential_id} has no usable field (fieldName and value, token, apiKey, accessToken, or username and password)"

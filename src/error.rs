@@ -23,6 +23,8 @@ pub enum ApiError {
     Unavailable(String),
     /// The disk is full; the detail is logged.
     InsufficientStorage(String),
+    /// Another server we called answered badly (`502`); the message says what it said.
+    BadGateway(String),
     Internal(String),
 }
 
@@ -42,6 +44,7 @@ impl ApiError {
             ApiError::TooManyRequests(_) => 429,
             ApiError::Unavailable(_) => 503,
             ApiError::InsufficientStorage(_) => 507,
+            ApiError::BadGateway(_) => 502,
             ApiError::Internal(_) => 500,
         }
     }
@@ -55,6 +58,7 @@ impl ApiError {
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::Gone(m)
+            | ApiError::BadGateway(m)
             | ApiError::RequestTimeout(m)
             | ApiError::Unprocessable(m) => m.clone(),
             ApiError::Unauthorized => "Unauthorized".into(),

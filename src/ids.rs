@@ -103,6 +103,40 @@ pub fn rfc3339(ms: i64) -> String {
     )
 }
 
+/// Reads an RFC 3339 UTC time as [`rfc3339`] writes it (`2021-09-30T12:46:10.562Z`; the
+/// fraction may be left out) into epoch milliseconds.
+pub fn parse_rfc3339(t: &str) -> Option<i64> {
+    let b = t.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || !t.ends_with('Z')
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let millis = match &t[19..t.len() - 1] {
+        "" => 0,
+        f if f.len() == 4 && f.starts_with('.') => num(20..23)?,
+        _ => return None,
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm), the inverse of `civil_from_days`.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + millis)
+}
+
 /// Converts days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -127,6 +161,23 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_633_005_970_562), "2021-09-30T12:46:10.562Z");
         assert_eq!(rfc3339(951_868_799_999), "2000-02-29T23:59:59.999Z");
+    }
+
+    #[test]
+    fn rfc3339_reads_back_what_it_writes() {
+        for ms in [0, 1_633_005_970_562, 951_868_799_999, 4_102_444_800_000, -86_400_001] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms), "{ms}");
+        }
+        assert_eq!(parse_rfc3339("2021-09-30T12:46:10Z"), Some(1_633_005_970_000));
+        for bad in [
+            "",
+            "2021-09-30",
+            "2021-13-01T00:00:00Z",
+            "2021-09-30T12:46:10.5Z",
+            "2021-09-30T12:46:10+01:00",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

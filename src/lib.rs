@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod http;
 pub mod ids;
 pub mod limits;
+pub mod oauth;
 pub mod outbound;
 pub mod router;
 pub mod store;
@@ -40,6 +41,8 @@ pub struct App {
     pub clock: ids::Clock,
     pub outbound: outbound::Outbound,
     pub limits: limits::RateLimits,
+    /// Held while an OAuth token is refreshed (see `oauth::fresh_token`).
+    pub oauth_refresh: Mutex<()>,
     /// API key id → last use (ms), written to the database in the background so that reads
     /// stay reads.
     key_uses: Mutex<HashMap<String, i64>>,
@@ -142,6 +145,7 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
         delivery,
         clock: ids::Clock::default(),
         limits,
+        oauth_refresh: Mutex::new(()),
         outbound,
         key_uses: Mutex::default(),
     });

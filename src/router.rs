@@ -61,6 +61,9 @@ pub enum Route {
     RedeemInstallLink,
     StartInstallation,
     CompleteInstallation,
+    OAuthUrl,
+    UserOAuthUrl(String, String),
+    OAuthCallback,
 }
 
 /// Who may call a route; checked once, in `handlers::dispatch`, before its handler runs.
@@ -109,6 +112,8 @@ impl Route {
             InstallUrl(..) => Auth::ApiKey,
             RedeemInstallLink => Auth::None,
             StartInstallation | CompleteInstallation => Auth::KeyOrUserToken,
+            OAuthUrl | UserOAuthUrl(..) => Auth::KeyOrUserToken,
+            OAuthCallback => Auth::None,
         }
     }
 }
@@ -159,8 +164,12 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
             },
         ),
         ["users", user, "credentials", id] => (
-            "DELETE",
-            (method == "DELETE").then(|| Route::DeleteUserCredential(owned(user), owned(id))),
+            "GET, DELETE",
+            match method {
+                "GET" => Some(Route::UserOAuthUrl(owned(user), owned(id))),
+                "DELETE" => Some(Route::DeleteUserCredential(owned(user), owned(id))),
+                _ => None,
+            },
         ),
         ["credentials", "users", user] => (
             "GET",
@@ -209,6 +218,8 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
             (method == "GET").then(|| Route::InstallUrl(owned(user), owned(id))),
         ),
         ["install-links", "redeem"] => ("POST", (method == "POST").then_some(Route::RedeemInstallLink)),
+        ["headless", "oauthUrl"] => ("GET", (method == "GET").then_some(Route::OAuthUrl)),
+        ["oauth", "callback"] => ("GET", (method == "GET").then_some(Route::OAuthCallback)),
         ["headless", "startInstallation"] => ("POST", (method == "POST").then_some(Route::StartInstallation)),
         ["headless", "completeInstallation"] => ("POST", (method == "POST").then_some(Route::CompleteInstallation)),
         ["workflows"] => ("GET", (method == "GET").then_some(Route::ListWorkflows)),

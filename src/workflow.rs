@@ -95,6 +95,9 @@ pub struct IntegrationDef {
     pub icon: Option<String>,
     /// Credential types this integration adds to its environment.
     pub credential_types: Vec<crate::credtypes::CredentialType>,
+    /// Its OAuth 2.0 provider, and the client secret when the definition gives one.
+    pub oauth: Option<crate::oauth::Provider>,
+    pub oauth_secret: Option<String>,
     pub workflows: Vec<TemplateWorkflow>,
 }
 
@@ -137,6 +140,10 @@ pub fn parse_integration(m: &Map<String, Value>) -> Result<IntegrationDef, DefEr
         crate::credtypes::check_icon(icon, "integration.icon")?;
     }
     let credential_types = crate::credtypes::parse_declared(m.get("credentialTypes"))?;
+    let (oauth, oauth_secret) = match crate::oauth::parse(m.get("oauth"))? {
+        Some((p, secret)) => (Some(p), secret),
+        None => (None, None),
+    };
     if let Some(t) = &credential_type {
         let known = crate::credtypes::builtins()
             .iter()
@@ -200,6 +207,8 @@ pub fn parse_integration(m: &Map<String, Value>) -> Result<IntegrationDef, DefEr
         credential_type,
         icon,
         credential_types,
+        oauth,
+        oauth_secret,
         workflows: parsed,
     })
 }
@@ -439,7 +448,8 @@ pub fn render_json(v: &Value, data: &Value) -> Result<Value, String> {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-fn percent_encode(s: &str) -> String {
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

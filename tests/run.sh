@@ -16,14 +16,15 @@ if [ ! -x "$peers/bin/python" ] || ! cmp -s tests/peers/requirements.txt "$peers
 fi
 export TEST_PEERS_PYTHON="$PWD/$peers/bin/python"
 
-# The official Node SDK, as published (tests/sdk/package.json), under target/ too.
-sdk_node=target/sdk-node
-if [ ! -d "$sdk_node/node_modules/alloy-node" ] || ! cmp -s tests/sdk/package-lock.json "$sdk_node/package-lock.json"; then
-    echo "== installing the Node SDK into $sdk_node"
-    rm -rf "$sdk_node"
-    mkdir -p "$sdk_node"
-    cp tests/sdk/package.json tests/sdk/package-lock.json "$sdk_node/"
-    (cd "$sdk_node" && npm ci --silent --no-audit --no-fund)
+# Node peers (tests/peers/package.json: the official Node SDK, an OAuth 2.0 provider), under
+# target/ too, exactly as the lock file says.
+node_peers=target/node-peers
+if [ ! -d "$node_peers/node_modules" ] || ! cmp -s tests/peers/package-lock.json "$node_peers/package-lock.json"; then
+    echo "== installing the Node peers into $node_peers"
+    rm -rf "$node_peers"
+    mkdir -p "$node_peers"
+    cp tests/peers/package.json tests/peers/package-lock.json "$node_peers/"
+    (cd "$node_peers" && npm ci --silent --no-audit --no-fund)
 fi
 
 # The edge and SSRF tests use prlimit and unshare (util-linux) and ip (iproute2), as root.

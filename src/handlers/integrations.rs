@@ -57,6 +57,7 @@ pub fn integration_json(i: &integrations::Integration, full: bool, mine: Option<
         "installed": any_installed,
         "credentialType": i.credential_type,
         "credentialTypes": i.credential_types,
+        "oauth": i.oauth,
         "version": i.version,
         "workflows": workflows,
         "createdAt": rfc3339(i.created_at),
@@ -72,7 +73,8 @@ fn not_found(e: StoreError) -> ApiError {
 pub fn create(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let env = auth::key_env(ctx)?;
     let def = workflow::parse_integration(&json_body(req)?.0)?;
-    let i = ctx.write(move |c| integrations::upsert_by_name(c, env, &def))?;
+    let secrets = ctx.app.store.secrets.clone();
+    let i = ctx.write(move |c| integrations::upsert_by_name(c, &secrets, env, &def))?;
     Ok(Resp::ok(&integration_json(&i, true, None)))
 }
 
@@ -159,9 +161,10 @@ pub fn load_file(app: &crate::App, path: &std::path::Path) -> anyhow::Result<usi
         defs.push((env, def));
     }
     let count = defs.len();
+    let secrets = app.store.secrets.clone();
     app.store.write(move |c| {
         for (env, def) in &defs {
-            integrations::upsert_by_name(c, *env, def)?;
+            integrations::upsert_by_name(c, &secrets, *env, def)?;
         }
         Ok(())
     })?;

@@ -7,6 +7,7 @@ pub mod installs;
 pub mod integrations;
 pub mod logs;
 pub mod metadata;
+pub mod oauth;
 pub mod runs;
 pub mod session;
 pub mod settings;
@@ -81,6 +82,9 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         Route::RedeemInstallLink => installs::redeem(ctx, req),
         Route::StartInstallation => installs::start(ctx, req),
         Route::CompleteInstallation => installs::complete(ctx, req),
+        Route::OAuthUrl => oauth::url(ctx, req, None, None),
+        Route::UserOAuthUrl(u, a) => oauth::url(ctx, req, Some(&u), Some(&a)),
+        Route::OAuthCallback => oauth::callback(ctx, req),
     }
 }
 

@@ -86,6 +86,24 @@ pub fn delete(conn: &Connection, env: Env, user_ref: &str, credential_id: &str) 
     Ok(())
 }
 
+/// Replaces a credential's data (a refreshed OAuth token), sealed afresh.
+pub fn replace_data(
+    conn: &Connection,
+    secrets: &Secrets,
+    credential_id: &str,
+    user_id: &str,
+    data: &[u8],
+) -> Result<()> {
+    let sealed = secrets.seal(conn, data, &aad(credential_id, user_id))?;
+    let n = conn
+        .prepare_cached("UPDATE credentials SET data_sealed = ?3, updated_at = ?4 WHERE id = ?1 AND user_id = ?2")?
+        .execute(params![credential_id, user_id, sealed, ids::now_ms()])?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
 /// Opens a credential's data; only workflow runs call this.
 pub fn open_data(conn: &Connection, secrets: &Secrets, credential_id: &str, user_id: &str) -> Result<Vec<u8>> {
     let sealed: Vec<u8> = conn

@@ -1,6 +1,6 @@
 //! Integration templates.
 
-use super::{conflict_on_unique, Env, Result, StoreError};
+use super::{conflict_on_unique, Env, Result, Secrets, StoreError};
 use crate::credtypes::CredentialType;
 use crate::ids;
 use crate::workflow::{IntegrationDef, TemplateWorkflow};
@@ -14,6 +14,7 @@ pub struct Integration {
     pub credential_type: Option<String>,
     pub icon: Option<String>,
     pub credential_types: Vec<CredentialType>,
+    pub oauth: Option<crate::oauth::Provider>,
     /// The newest version; `workflows` and the fields above are that version's.
     pub version: i64,
     pub workflows: Vec<TemplateWorkflow>,
@@ -22,7 +23,7 @@ pub struct Integration {
 }
 
 const COLUMNS: &str =
-    "id, name, app, credential_type, version, workflows, created_at, updated_at, icon, credential_types";
+    "id, name, app, credential_type, version, workflows, created_at, updated_at, icon, credential_types, oauth";
 
 fn json_col<T: serde::de::DeserializeOwned>(r: &Row, i: usize) -> rusqlite::Result<T> {
     let text: String = r.get(i)?;
@@ -42,6 +43,10 @@ fn from_row(r: &Row) -> rusqlite::Result<Integration> {
         updated_at: r.get(7)?,
         icon: r.get(8)?,
         credential_types: json_col(r, 9)?,
+        oauth: match r.get::<_, Option<String>>(10)? {
+            Some(_) => json_col(r, 10)?,
+            None => None,
+        },
     })
 }
 
@@ -53,23 +58,65 @@ fn types_json(def: &IntegrationDef) -> String {
     serde_json::to_string(&def.credential_types).expect("credential types serialize")
 }
 
+fn oauth_json(def: &IntegrationDef) -> Option<String> {
+    def.oauth
+        .as_ref()
+        .map(|p| serde_json::to_string(p).expect("a provider serializes"))
+}
+
+/// The associated data binding an integration's sealed OAuth client secret to it.
+pub fn oauth_aad(integration_id: &str) -> Vec<u8> {
+    format!("integration-oauth:{integration_id}").into_bytes()
+}
+
+/// Seals a client secret the definition gives; without a provider there is none to keep.
+fn store_oauth_secret(conn: &Connection, secrets: &Secrets, id: &str, def: &IntegrationDef) -> Result<()> {
+    if def.oauth.is_none() {
+        conn.prepare_cached("UPDATE integrations SET oauth_secret_sealed = NULL WHERE id = ?1")?
+            .execute([id])?;
+    } else if let Some(secret) = &def.oauth_secret {
+        let sealed = secrets.seal(conn, secret.as_bytes(), &oauth_aad(id))?;
+        conn.prepare_cached("UPDATE integrations SET oauth_secret_sealed = ?2 WHERE id = ?1")?
+            .execute(params![id, sealed])?;
+    }
+    Ok(())
+}
+
+/// An integration's OAuth provider and its sealed client secret, if it has a provider.
+pub fn oauth(conn: &Connection, env: Env, id: &str) -> Result<Option<(crate::oauth::Provider, Option<Vec<u8>>)>> {
+    let row: Option<(Option<String>, Option<Vec<u8>>)> = conn
+        .prepare_cached("SELECT oauth, oauth_secret_sealed FROM integrations WHERE id = ?1 AND env = ?2")?
+        .query_row(params![id, env.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        Some((Some(p), sealed)) => {
+            let p = serde_json::from_str(&p).map_err(|e| StoreError::Invalid(format!("stored OAuth provider: {e}")))?;
+            Ok(Some((p, sealed)))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Records the integration's current row as a version.
 fn save_version(conn: &Connection, id: &str) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO integration_versions (integration_id, version, app, credential_type, icon, credential_types, workflows, created_at) \
-         SELECT id, version, app, credential_type, icon, credential_types, workflows, updated_at FROM integrations WHERE id = ?1",
+        "INSERT INTO integration_versions (integration_id, version, app, credential_type, icon, credential_types, oauth, workflows, created_at) \
+         SELECT id, version, app, credential_type, icon, credential_types, oauth, workflows, updated_at FROM integrations WHERE id = ?1",
     )?
     .execute([id])?;
     Ok(())
 }
 
 /// Creates an integration; a taken name is a conflict.
-pub fn insert(conn: &Connection, env: Env, def: &IntegrationDef) -> Result<Integration> {
+pub fn insert(conn: &Connection, secrets: &Secrets, env: Env, def: &IntegrationDef) -> Result<Integration> {
+    if def.oauth.is_some() && def.oauth_secret.is_none() {
+        return Err(StoreError::Invalid("integration.oauth.clientSecret is required".into()));
+    }
     let id = ids::object_id();
     let now = ids::now_ms();
     conn.prepare_cached(
-        "INSERT INTO integrations (id, env, name, app, credential_type, workflows, created_at, updated_at, icon, credential_types) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
+        "INSERT INTO integrations (id, env, name, app, credential_type, workflows, created_at, updated_at, icon, credential_types, oauth) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         id,
@@ -81,15 +128,17 @@ pub fn insert(conn: &Connection, env: Env, def: &IntegrationDef) -> Result<Integ
         now,
         def.icon,
         types_json(def),
+        oauth_json(def),
     ])
     .map_err(|e| conflict_on_unique(e, &format!("an integration named {:?} already exists", def.name)))?;
+    store_oauth_secret(conn, secrets, &id, def)?;
     save_version(conn, &id)?;
     get(conn, env, &id)
 }
 
 /// Creates the integration, or saves a new version of the one with the same name (keeping its
 /// id and template workflow ids, and every earlier version) when something changed.
-pub fn upsert_by_name(conn: &Connection, env: Env, def: &IntegrationDef) -> Result<Integration> {
+pub fn upsert_by_name(conn: &Connection, secrets: &Secrets, env: Env, def: &IntegrationDef) -> Result<Integration> {
     let existing: Option<Integration> = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM integrations WHERE env = ?1 AND name = ?2"
@@ -97,8 +146,13 @@ pub fn upsert_by_name(conn: &Connection, env: Env, def: &IntegrationDef) -> Resu
         .query_row(params![env.as_str(), def.name], from_row)
         .optional()?;
     let Some(old) = existing else {
-        return insert(conn, env, def);
+        return insert(conn, secrets, env, def);
     };
+    if def.oauth.is_some() && def.oauth_secret.is_none() && oauth(conn, env, &old.id)?.and_then(|(_, s)| s).is_none() {
+        return Err(StoreError::Invalid("integration.oauth.clientSecret is required".into()));
+    }
+    // A client secret is kept (sealed, never shown) when a new save leaves it out.
+    store_oauth_secret(conn, secrets, &old.id, def)?;
     let mut def = def.clone();
     for w in &mut def.workflows {
         if let Some(prev) = old.workflows.iter().find(|p| p.name == w.name) {
@@ -109,13 +163,14 @@ pub fn upsert_by_name(conn: &Connection, env: Env, def: &IntegrationDef) -> Resu
         && old.credential_type == def.credential_type
         && old.icon == def.icon
         && old.credential_types == def.credential_types
+        && old.oauth == def.oauth
         && same_blocks(&old.workflows, &def.workflows);
     if unchanged {
         return Ok(old);
     }
     conn.prepare_cached(
         "UPDATE integrations SET app = ?2, credential_type = ?3, workflows = ?4, version = version + 1, updated_at = ?5, \
-         icon = ?6, credential_types = ?7 WHERE id = ?1",
+         icon = ?6, credential_types = ?7, oauth = ?8 WHERE id = ?1",
     )?
     .execute(params![
         old.id,
@@ -124,7 +179,8 @@ pub fn upsert_by_name(conn: &Connection, env: Env, def: &IntegrationDef) -> Resu
         workflows_json(&def),
         ids::now_ms(),
         def.icon,
-        types_json(&def)
+        types_json(&def),
+        oauth_json(&def)
     ])?;
     save_version(conn, &old.id)?;
     get(conn, env, &old.id)

@@ -27,6 +27,7 @@ pub mod installs;
 pub mod integrations;
 pub mod keys;
 pub mod meta;
+pub mod oauth_states;
 pub mod secrets;
 pub mod signing;
 pub mod targets;

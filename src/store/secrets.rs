@@ -48,6 +48,18 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         column: "previous_secret_sealed",
         aad_sql: "'delivery-target:' || env || ':' || target || ':previous'",
     },
+    SealedColumn {
+        table: "integrations",
+        key: "id",
+        column: "oauth_secret_sealed",
+        aad_sql: "'integration-oauth:' || id",
+    },
+    SealedColumn {
+        table: "oauth_states",
+        key: "id",
+        column: "verifier_sealed",
+        aad_sql: "'oauth-state:' || id",
+    },
 ];
 
 /// The master keyring of this process, reloadable from its source.

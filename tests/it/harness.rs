@@ -66,8 +66,26 @@ impl Server {
         Server::start_with(dir, config)
     }
 
+    /// Starts a server whose public URL is its real address, for callbacks from outside.
+    pub fn start_public(change: impl FnOnce(&mut Config)) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_for(dir.path());
+        change(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        config.public_url = format!("http://{}", listener.local_addr().unwrap());
+        Server::start_on(dir, config, listener)
+    }
+
     pub fn start_with(dir: TempDir, config: Config) -> Server {
-        let handle = ingot::start(config.clone(), TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        Server::start_on(dir, config, TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    fn start_on(dir: TempDir, config: Config, listener: TcpListener) -> Server {
+        // Quiet unless INGOT_LOG asks (e.g. INGOT_LOG=debug cargo test name -- --nocapture).
+        let _ = env_logger::Builder::from_env(env_logger::Env::default().filter_or("INGOT_LOG", "off"))
+            .is_test(true)
+            .try_init();
+        let handle = ingot::start(config.clone(), listener).unwrap();
         let key = handle
             .first_key
             .clone()

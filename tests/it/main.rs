@@ -13,6 +13,7 @@ mod harness;
 mod hostile;
 mod installs;
 mod limits;
+mod oauth;
 mod openapi;
 mod operating;
 mod peers;

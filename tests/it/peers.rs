@@ -209,3 +209,121 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// The Node peers `tests/run.sh` installs (tests/peers/package.json).
+pub fn node_modules() -> PathBuf {
+    let modules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/node-peers/node_modules");
+    assert!(
+        modules.join("oidc-provider").exists() && modules.join("alloy-node").exists(),
+        "the Node peers are not installed at {}: run `bash tests/run.sh`",
+        modules.display()
+    );
+    modules
+}
+
+/// npm oidc-provider (a certified OpenID provider) with one confidential client whose
+/// redirect URI is `redirect_uri`; it signs the user in and consents without a page.
+pub struct OAuthPeer {
+    child: Child,
+    pub issuer: String,
+}
+
+impl OAuthPeer {
+    pub const CLIENT_ID: &'static str = "ingot-test";
+    pub const CLIENT_SECRET: &'static str = "ingot-test-secret-0123456789";
+
+    pub fn start(redirect_uri: &str) -> OAuthPeer {
+        let mut child = Command::new("node")
+            .arg(peers_dir().join("oauth_provider.mjs"))
+            .arg(redirect_uri)
+            .env("NODE_PEERS", node_modules())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let issuer = first_line(&mut child);
+        assert!(
+            issuer.starts_with("http://127.0.0.1:"),
+            "the provider did not start: {issuer:?}"
+        );
+        OAuthPeer { child, issuer }
+    }
+
+    /// How many times each grant was used: `{refreshes, codes}`.
+    pub fn stats(&self) -> Value {
+        ureq::get(&format!("{}/test/stats", self.issuer))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap()
+    }
+
+    /// Makes the provider forget one access token (its grant and refresh token stay).
+    pub fn forget(&self, access_token: &str) {
+        let r = ureq::post(&format!("{}/test/forget", self.issuer))
+            .send_string(access_token)
+            .unwrap();
+        assert_eq!(r.into_string().unwrap(), "forgotten");
+    }
+
+    /// Revokes a token at the provider (RFC 7009), as a user disconnecting the app would: the
+    /// provider then revokes every token of the grant.
+    pub fn revoke(&self, token: &str) {
+        use base64::Engine;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", Self::CLIENT_ID, Self::CLIENT_SECRET));
+        ureq::post(&format!("{}/token/revocation", self.issuer))
+            .set("Authorization", &format!("Basic {basic}"))
+            .send_form(&[("token", token)])
+            .unwrap();
+    }
+
+    /// Plays the user's browser from `authorization_url` through the provider's redirects
+    /// (cookies kept) until the provider sends it to `callback_prefix`; returns that URL.
+    pub fn authorize(&self, authorization_url: &str, callback_prefix: &str) -> String {
+        let agent = ureq::AgentBuilder::new().redirects(0).build();
+        let mut cookies: Vec<(String, String)> = Vec::new();
+        let mut url = authorization_url.to_string();
+        for _ in 0..20 {
+            let jar = cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let resp = match agent.get(&url).set("Cookie", &jar).call() {
+                Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+                Err(e) => panic!("{url}: {e}"),
+            };
+            for set in resp.all("set-cookie") {
+                if let Some((k, v)) = set.split(';').next().and_then(|kv| kv.split_once('=')) {
+                    cookies.retain(|(n, _)| n != k);
+                    cookies.push((k.trim().to_string(), v.to_string()));
+                }
+            }
+            let status = resp.status();
+            let location = resp.header("location").map(str::to_string);
+            let Some(location) = location.filter(|_| (300..400).contains(&status)) else {
+                panic!(
+                    "the provider stopped at {url} with {status}: {}",
+                    resp.into_string().unwrap_or_default()
+                );
+            };
+            url = if location.starts_with('/') {
+                format!("{}{location}", self.issuer)
+            } else {
+                location
+            };
+            if url.starts_with(callback_prefix) {
+                return url;
+            }
+        }
+        panic!("the provider never sent the browser back");
+    }
+}
+
+impl Drop for OAuthPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -35,6 +35,8 @@ async function main() {
   assert.ok((await call("getUsers")).data.some((u) => u.userId === made.userId));
   assert.equal((await call("getUserToken")).token.split(".").length, 3);
 
+  const oauth = await call("getUserOauthRedirect", { credentialName: "contacts" });
+  assert.ok(oauth.oauthUrl.startsWith("https://id.example/authorize?"), JSON.stringify(oauth));
   const type = await call("getCredential", "crm");
   assert.equal(type.data.name, "apiKey");
   assert.ok((await call("getApps")).data.some((a) => a.app === "crm"));

@@ -78,6 +78,9 @@ assert cred.success is True and cred.credential_id, cred
 creds = call("list_user_credentials", user).http_meta.response.json()["data"]
 assert [c["credentialId"] for c in creds] == [cred.credential_id], creds
 
+link = body(call("generate_oauth_link", user, "contacts", "my contacts"))
+assert link.oauth_url.startswith("https://id.example/authorize?") and "code_challenge=" in link.oauth_url, link
+
 # Integrations, as the user sees them.
 integrations = body(call("list_integrations", user)).data
 mine = next(i for i in integrations if i.integration_id == INTEGRATION)
