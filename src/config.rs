@@ -70,6 +70,8 @@ pub struct Config {
     pub install_link_ttl: std::time::Duration,
     /// Networks production may call although they are internal (see `outbound`).
     pub outbound_allow: Vec<crate::outbound::Cidr>,
+    /// Origins that may frame the install pages; `None`: any in development, none in production.
+    pub frame_ancestors: Option<Vec<String>>,
 }
 
 /// Every variable this program reads, with its default, as documented in `packaging/ingot.env`.
@@ -98,6 +100,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_BODY_TIMEOUT", "30"),
     ("INGOT_WRITE_TIMEOUT", "30"),
     ("INGOT_OUTBOUND_ALLOW", "(unset)"),
+    ("INGOT_FRAME_ANCESTORS", "(unset)"),
     ("INGOT_LOG", "info"),
 ];
 
@@ -174,6 +177,7 @@ impl Config {
             max_credential_bytes: parse_num(&get, "INGOT_MAX_CREDENTIAL_BYTES", 16384)?,
             max_readers,
             outbound_allow,
+            frame_ancestors: parse_origins(get("INGOT_FRAME_ANCESTORS").as_deref())?,
             max_connections,
             read_timeout: seconds("INGOT_READ_TIMEOUT", 30)?,
             idle_timeout: seconds("INGOT_IDLE_TIMEOUT", 30)?,
@@ -232,6 +236,30 @@ pub fn default_key_file(db: &Path) -> PathBuf {
         .unwrap_or_else(|| "ingot.db".into());
     name.push(".key");
     db.with_file_name(name)
+}
+
+/// `INGOT_FRAME_ANCESTORS`: origins (`https://app.example.com`, `http://localhost:3000`) or `*`,
+/// separated by spaces or commas.
+fn parse_origins(text: Option<&str>) -> anyhow::Result<Option<Vec<String>>> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let mut origins = Vec::new();
+    for o in text.split([' ', ',']).filter(|o| !o.is_empty()) {
+        let ok = o == "*"
+            || url::Url::parse(o).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.path() == "/"
+                    && !o.ends_with('/')
+                    && u.query().is_none()
+            });
+        if !ok {
+            bail!("INGOT_FRAME_ANCESTORS: {o:?} is not an origin such as https://app.example.com, or *");
+        }
+        origins.push(o.to_string());
+    }
+    Ok(Some(origins))
 }
 
 fn parse_num(get: &impl Fn(&str) -> Option<String>, name: &str, default: usize) -> anyhow::Result<usize> {

@@ -19,6 +19,7 @@ pub mod outbound;
 pub mod router;
 pub mod store;
 pub mod tokens;
+pub mod web;
 pub mod workflow;
 
 use anyhow::Context;

@@ -64,6 +64,11 @@ pub enum Route {
     OAuthUrl,
     UserOAuthUrl(String, String),
     OAuthCallback,
+    EmbeddedJs,
+    AlloyFrontendJs,
+    Asset(String),
+    FramedPage,
+    HostedInstallPage,
 }
 
 /// Who may call a route; checked once, in `handlers::dispatch`, before its handler runs.
@@ -114,6 +119,7 @@ impl Route {
             StartInstallation | CompleteInstallation => Auth::KeyOrUserToken,
             OAuthUrl | UserOAuthUrl(..) => Auth::KeyOrUserToken,
             OAuthCallback => Auth::None,
+            EmbeddedJs | AlloyFrontendJs | Asset(_) | FramedPage | HostedInstallPage => Auth::None,
         }
     }
 }
@@ -126,6 +132,11 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
     let (allow, found): (&'static str, Option<Route>) = match segs.as_slice() {
         ["healthz"] => ("GET", (method == "GET").then_some(Route::Healthz)),
         ["openapi.json"] => ("GET", (method == "GET").then_some(Route::OpenApi)),
+        ["embedded.js"] => ("GET", (method == "GET").then_some(Route::EmbeddedJs)),
+        ["alloy-frontend.js"] => ("GET", (method == "GET").then_some(Route::AlloyFrontendJs)),
+        ["assets", name] => ("GET", (method == "GET").then(|| Route::Asset(owned(name)))),
+        ["forge-install"] | ["authenticate-app"] => ("GET", (method == "GET").then_some(Route::FramedPage)),
+        ["embedded-install"] => ("GET", (method == "GET").then_some(Route::HostedInstallPage)),
         [".well-known", "jwks.json"] => ("GET", (method == "GET").then_some(Route::Jwks)),
         ["session"] => ("GET", (method == "GET").then_some(Route::Session)),
         ["users"] => (

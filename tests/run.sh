@@ -27,6 +27,13 @@ if [ ! -d "$node_peers/node_modules" ] || ! cmp -s tests/peers/package-lock.json
     (cd "$node_peers" && npm ci --silent --no-audit --no-fund)
 fi
 
+# The page tests drive Debian's chromium (headless) with playwright-core.
+# The official frontend SDK's test makes a self-signed certificate with openssl.
+if [ ! -x /usr/bin/chromium ] || ! command -v openssl >/dev/null; then
+    echo "== installing chromium and openssl"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium openssl >/dev/null
+fi
+
 # The edge and SSRF tests use prlimit and unshare (util-linux) and ip (iproute2), as root.
 if ! command -v ip >/dev/null || ! command -v unshare >/dev/null || ! command -v prlimit >/dev/null; then
     echo "== installing iproute2 and util-linux"

@@ -308,9 +308,17 @@ pub fn complete(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         [one] if made.is_empty() => Some(one.clone()),
         _ => None,
     };
+    // A token minted from an install link spends the link with the install it completes.
+    let link = match &caller {
+        auth::Caller::User { link, .. } => link.clone(),
+        auth::Caller::Key(_) => None,
+    };
     let (workflow_ids, credential_ids) = ctx
         .write(move |c| {
             installs::complete(c, &inst.id, now)?;
+            if let Some(link) = &link {
+                installs::spend_link(c, link, &inst.integration_id, now)?;
+            }
             let mut credential_ids = Vec::new();
             for (kind, plaintext) in &made {
                 if credentials::count_for_user(c, &inst.user_id)? >= max_count {

@@ -85,6 +85,11 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         Route::OAuthUrl => oauth::url(ctx, req, None, None),
         Route::UserOAuthUrl(u, a) => oauth::url(ctx, req, Some(&u), Some(&a)),
         Route::OAuthCallback => oauth::callback(ctx, req),
+        Route::EmbeddedJs => crate::web::embedded_js(ctx, req),
+        Route::AlloyFrontendJs => crate::web::alloy_frontend_js(ctx, req),
+        Route::Asset(name) => crate::web::static_asset(ctx, req, &name),
+        Route::FramedPage => crate::web::framed_page(ctx, req),
+        Route::HostedInstallPage => crate::web::hosted_page(ctx, req),
     }
 }
 

@@ -251,3 +251,43 @@ fn headless_installations_refuse_strangers_and_bad_selections() {
     );
     assert_eq!(r.status, 404);
 }
+
+#[test]
+fn a_headless_installation_completed_with_a_links_token_spends_the_link() {
+    let s = Server::start();
+    let iid = s.create_integration(integration("http://127.0.0.1:9"));
+    let user = s.create_user("link-headless");
+    s.post(
+        &format!("/users/{user}/credentials"),
+        json!({ "type": "deskKey", "data": { "apiKey": "k" } }),
+    );
+    let r = s.get(&format!("/users/{user}/integrations/{iid}/install-url"));
+    let link = link_of(r.json["url"].as_str().unwrap());
+    let token = redeem(&s, &link).json["token"].as_str().unwrap().to_string();
+    let started = s.as_user(
+        &token,
+        "POST",
+        "/headless/startInstallation",
+        Some(&json!({ "integrationId": iid })),
+    );
+    let body = json!({ "installationId": started.json["installationId"], "data": [] });
+    assert_eq!(
+        s.as_user(&token, "POST", "/headless/completeInstallation", Some(&body))
+            .status,
+        200
+    );
+    assert_eq!(redeem(&s, &link).status, 410, "spent by the completion");
+    // A second installation with the same link's token is refused.
+    let again = s.as_user(
+        &token,
+        "POST",
+        "/headless/startInstallation",
+        Some(&json!({ "integrationId": iid })),
+    );
+    let body = json!({ "installationId": again.json["installationId"], "data": [] });
+    assert_eq!(
+        s.as_user(&token, "POST", "/headless/completeInstallation", Some(&body))
+            .status,
+        410
+    );
+}

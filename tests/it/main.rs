@@ -16,6 +16,7 @@ mod limits;
 mod oauth;
 mod openapi;
 mod operating;
+mod pages;
 mod peers;
 mod receiver;
 mod routes;

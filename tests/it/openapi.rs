@@ -166,6 +166,11 @@ fn schemathesis_finds_no_server_error_and_no_response_outside_the_document() {
     let selected = count("Selected: ");
     let total = selected.split('/').nth(1).unwrap();
     assert_eq!(count("Tested: "), total, "every operation was tested:\n{text}");
-    let documented: usize = DOC["paths"].as_object().unwrap().values().map(|i| i.as_object().unwrap().len()).sum();
+    let documented: usize = DOC["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|i| i.as_object().unwrap().len())
+        .sum();
     assert_eq!(total, documented.to_string());
 }
