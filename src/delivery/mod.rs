@@ -58,6 +58,8 @@ pub struct Deliverer {
     pub schedule: Vec<Duration>,
     /// The longest wait between looks at the outbox when nothing wakes the thread.
     pub idle_wait: Duration,
+    /// Looks at the outbox so far, by every thread (a test seam: an idle thread must sleep).
+    looks: std::sync::atomic::AtomicU64,
 }
 
 impl Deliverer {
@@ -69,7 +71,14 @@ impl Deliverer {
             threads: Mutex::default(),
             schedule,
             idle_wait: IDLE_WAIT,
+            looks: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many times the delivery threads have looked at the outbox.
+    #[doc(hidden)]
+    pub fn looks(&self) -> u64 {
+        self.looks.load(Ordering::SeqCst)
     }
 
     /// Starts one thread per target type.
@@ -158,6 +167,7 @@ fn run_target(app: &Arc<App>, target: &'static str) {
     };
     let d = &app.delivery;
     while !d.stop.load(Ordering::SeqCst) {
+        d.looks.fetch_add(1, Ordering::SeqCst);
         let seen = d.generation();
         let due = match deliveries::due(&db, target, ids::now_ms(), 10) {
             Ok(due) => due,

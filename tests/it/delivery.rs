@@ -812,3 +812,35 @@ fn only_a_2xx_delivers_and_retry_after_is_read_from_429_and_503_only() {
         }
     }
 }
+
+/// An idle delivery thread sleeps until its next delivery is due (or it is woken): with one
+/// failed delivery due in an hour, it looks at the outbox a handful of times a second at most.
+#[test]
+fn an_idle_delivery_thread_sleeps_until_the_next_delivery_is_due() {
+    let s = Server::start_configured(|c| {
+        c.retry_schedule = ingot::delivery::parse_schedule("3600").unwrap();
+        c.delivery_idle_wait = Duration::from_secs(10);
+    });
+    let rx = crate::receiver::Receiver::start();
+    rx.answer(500);
+    assert_eq!(
+        s.req(
+            "PUT",
+            "/settings/logging/webhook",
+            Some(&json!({ "url": format!("{}/hook", rx.url) }))
+        )
+        .status,
+        200
+    );
+    let (user, wf) = failing_workflow(&s, "sleeper");
+    fail_times(&s, &user, &wf, 1);
+    wait_deliveries(&s, "", "one refused attempt", |d| d.len() == 1 && d[0]["attempts"] == 1);
+    std::thread::sleep(Duration::from_millis(100));
+    let before = s.app().delivery.looks();
+    std::thread::sleep(Duration::from_millis(600));
+    let looks = s.app().delivery.looks() - before;
+    assert!(
+        looks <= 4,
+        "the delivery threads looked {looks} times in 600 ms while nothing was due"
+    );
+}
