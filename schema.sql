@@ -229,3 +229,15 @@ CREATE TABLE oauth_states (
     used_at         INTEGER
 );
 CREATE INDEX oauth_states_user ON oauth_states (user_id);
+
+-- Console sign-ins: an API key exchanged for a cookie. Only the cookie's SHA-256 is kept; a
+-- session ends with its key, on sign-out, after INGOT_CONSOLE_IDLE of no use, or after 12 h.
+CREATE TABLE console_sessions (
+    id           TEXT PRIMARY KEY,
+    hash         BLOB NOT NULL UNIQUE,
+    env          TEXT NOT NULL,
+    key_id       TEXT NOT NULL REFERENCES api_keys (id) ON DELETE CASCADE,
+    csrf         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL
+);

@@ -66,6 +66,8 @@ pub struct Config {
     pub header_timeout: std::time::Duration,
     pub body_timeout: std::time::Duration,
     pub write_timeout: std::time::Duration,
+    /// How long a console session lasts without use.
+    pub console_idle: std::time::Duration,
     /// How long an install link works (until it is used).
     pub install_link_ttl: std::time::Duration,
     /// Networks production may call although they are internal (see `outbound`).
@@ -94,6 +96,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_MAX_CREDENTIALS_PER_USER", "100"),
     ("INGOT_MAX_CREDENTIAL_BYTES", "16384"),
     ("INGOT_INSTALL_LINK_TTL", "604800"),
+    ("INGOT_CONSOLE_IDLE", "1800"),
     ("INGOT_READ_TIMEOUT", "30"),
     ("INGOT_IDLE_TIMEOUT", "30"),
     ("INGOT_HEADER_TIMEOUT", "10"),
@@ -184,6 +187,7 @@ impl Config {
             header_timeout: seconds("INGOT_HEADER_TIMEOUT", 10)?,
             body_timeout: seconds("INGOT_BODY_TIMEOUT", 30)?,
             write_timeout: seconds("INGOT_WRITE_TIMEOUT", 30)?,
+            console_idle: seconds("INGOT_CONSOLE_IDLE", 1800)?,
             install_link_ttl: match parse_num(&get, "INGOT_INSTALL_LINK_TTL", 604_800)? {
                 n @ 60..=7_776_000 => std::time::Duration::from_secs(n as u64),
                 _ => bail!("INGOT_INSTALL_LINK_TTL must be between 60 seconds and 90 days (7776000)"),

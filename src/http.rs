@@ -204,6 +204,7 @@ impl Edge {
             return send(
                 rq,
                 error_response(ApiError::Unavailable("a request arrived during shutdown".into())),
+                true,
             );
         }
         handle(&Ctx::new(app), rq);
@@ -246,7 +247,9 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
         }
     };
     log::info!(target: "ingot::access", "{method} {path} {} {}us", resp.status, started.elapsed().as_micros());
-    send(rq, resp);
+    // Any origin may read the token-authenticated API; the cookie-authenticated console, none.
+    let cors = !handlers::console::is_console(&path);
+    send(rq, resp, cors);
 }
 
 /// The response for an error: its status, `{"message"}`, and the headers some statuses carry.
@@ -269,10 +272,12 @@ pub fn error_response(e: ApiError) -> Resp {
 }
 
 /// Writes a response out; a client that went away is only worth a debug line.
-fn send(rq: tiny_http::Request, mut resp: Resp) {
+fn send(rq: tiny_http::Request, mut resp: Resp, cors: bool) {
     // The embedded modal calls from the customer's pages with a user token in a header (never a
     // cookie), so any origin may read the answers.
-    resp.headers.push(("Access-Control-Allow-Origin", "*".into()));
+    if cors {
+        resp.headers.push(("Access-Control-Allow-Origin", "*".into()));
+    }
     if resp.close {
         rq.close_connection();
         resp.headers.push(("Connection", "close".into()));

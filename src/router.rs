@@ -69,6 +69,11 @@ pub enum Route {
     Asset(String),
     FramedPage,
     HostedInstallPage,
+    ConsolePage,
+    ConsoleSession,
+    Stats,
+    TestDelivery(String),
+    IntegrationVersions(String),
 }
 
 /// Who may call a route; checked once, in `handlers::dispatch`, before its handler runs.
@@ -120,6 +125,9 @@ impl Route {
             OAuthUrl | UserOAuthUrl(..) => Auth::KeyOrUserToken,
             OAuthCallback => Auth::None,
             EmbeddedJs | AlloyFrontendJs | Asset(_) | FramedPage | HostedInstallPage => Auth::None,
+            // The console's session route reads its own cookie.
+            ConsolePage | ConsoleSession => Auth::None,
+            Stats | TestDelivery(_) | IntegrationVersions(_) => Auth::ApiKey,
         }
     }
 }
@@ -136,6 +144,16 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
         ["alloy-frontend.js"] => ("GET", (method == "GET").then_some(Route::AlloyFrontendJs)),
         ["assets", name] => ("GET", (method == "GET").then(|| Route::Asset(owned(name)))),
         ["forge-install"] | ["authenticate-app"] => ("GET", (method == "GET").then_some(Route::FramedPage)),
+        ["console"] => ("GET", (method == "GET").then_some(Route::ConsolePage)),
+        ["console", "session"] => (
+            "GET, POST, DELETE",
+            matches!(method, "GET" | "POST" | "DELETE").then_some(Route::ConsoleSession),
+        ),
+        ["stats"] => ("GET", (method == "GET").then_some(Route::Stats)),
+        ["settings", "logging", target @ ("webhook" | "eventbridge"), "test"] => (
+            "POST",
+            (method == "POST").then(|| Route::TestDelivery(target.to_string())),
+        ),
         ["embedded-install"] => ("GET", (method == "GET").then_some(Route::HostedInstallPage)),
         [".well-known", "jwks.json"] => ("GET", (method == "GET").then_some(Route::Jwks)),
         ["session"] => ("GET", (method == "GET").then_some(Route::Session)),
@@ -220,6 +238,7 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
                 _ => None,
             },
         ),
+        ["integrations", id, "versions"] => ("GET", (method == "GET").then(|| Route::IntegrationVersions(owned(id)))),
         ["users", user, "integrations", id, "install"] => (
             "POST",
             (method == "POST").then(|| Route::InstallIntegration(owned(user), owned(id))),

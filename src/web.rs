@@ -14,6 +14,9 @@ const ALLOY_FRONTEND: &str = include_str!("web/alloy-frontend.js");
 const INSTALL_HTML: &str = include_str!("web/install.html");
 const INSTALL_JS: &str = include_str!("web/install.js");
 const INSTALL_CSS: &str = include_str!("web/install.css");
+const CONSOLE_HTML: &str = include_str!("web/console.html");
+const CONSOLE_JS: &str = include_str!("web/console.js");
+const CONSOLE_CSS: &str = include_str!("web/console.css");
 
 /// The ES module, as a classic script that sets `window.Alloy` (what `embedded.js` is): the
 /// origin comes from the script's own URL instead of `import.meta`.
@@ -51,33 +54,39 @@ pub fn static_asset(_ctx: &Ctx, _req: &Req, name: &str) -> Result<Resp, ApiError
     match name {
         "install.js" => Ok(asset(INSTALL_JS, "text/javascript; charset=utf-8")),
         "install.css" => Ok(asset(INSTALL_CSS, "text/css; charset=utf-8")),
+        "console.js" => Ok(asset(CONSOLE_JS, "text/javascript; charset=utf-8")),
+        "console.css" => Ok(asset(CONSOLE_CSS, "text/css; charset=utf-8")),
         _ => Err(ApiError::NotFound(format!("no asset {name:?}"))),
     }
 }
 
-/// Who may frame an install page: the configured origins; unset, any origin for a development
-/// token and none for a production one. The token is read without verifying it (the page
+/// Who may frame an install page: ingot's own console, and the configured origins; unset, any
+/// origin for a development token and no other for a production one. The token is read without verifying it (the page
 /// verifies it through the API), so a forged claim can only get an error page framed.
 fn frame_ancestors(ctx: &Ctx, req: &Req) -> String {
     if let Some(origins) = &ctx.app.config.frame_ancestors {
-        return origins.join(" ");
+        return format!("'self' {}", origins.join(" "));
     }
     let env = req.query("token").and_then(crate::tokens::unverified_env);
     match env {
         Some(Env::Development) => "*".into(),
-        _ => "'none'".into(),
+        _ => "'self'".into(),
     }
 }
 
 fn page(ancestors: &str) -> Resp {
+    html(INSTALL_HTML, ancestors, "'none'")
+}
+
+fn html(body: &str, ancestors: &str, frames: &str) -> Resp {
     let mut resp = Resp::ok(&());
-    resp.body = INSTALL_HTML.as_bytes().to_vec();
+    resp.body = body.as_bytes().to_vec();
     resp.content_type = "text/html; charset=utf-8";
     resp.headers.push((
         "Content-Security-Policy",
         format!(
             "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' https: data:; \
-             base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}"
+             frame-src {frames}; base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}"
         ),
     ));
     resp.headers.push(("Referrer-Policy", "no-referrer".into()));
@@ -89,6 +98,11 @@ fn page(ancestors: &str) -> Resp {
 /// `GET /forge-install` and `GET /authenticate-app`: the pages inside the modal's iframe.
 pub fn framed_page(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     Ok(page(&frame_ancestors(ctx, req)))
+}
+
+/// `GET /console`: the operator's console, never framed (its charts are SVG it draws itself).
+pub fn console_page(_ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
+    Ok(html(CONSOLE_HTML, "'none'", "'self'"))
 }
 
 /// `GET /embedded-install?link=`: the install page of an install link, a page of its own.

@@ -120,6 +120,24 @@ pub fn get(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
     ))
 }
 
+/// `GET /integrations/{id}/versions`: every saved version, oldest first.
+pub fn versions(ctx: &Ctx, _req: &Req, id: &str) -> Result<Resp, ApiError> {
+    let env = auth::key_env(ctx)?;
+    let i = integrations::get(&*ctx.db()?, env, id).map_err(not_found)?;
+    let data: Vec<Value> = integrations::versions(&*ctx.db()?, &i.id)?
+        .iter()
+        .map(|v| {
+            json!({
+                "version": v.version,
+                "createdAt": rfc3339(v.created_at),
+                "workflows": v.workflows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
+                "current": v.version == i.version,
+            })
+        })
+        .collect();
+    Ok(Resp::ok(&json!({ "data": data })))
+}
+
 /// `DELETE /integrations/{id}`: refused while installed, unless `?force=true`.
 pub fn delete(ctx: &Ctx, req: &Req, id: &str) -> Result<Resp, ApiError> {
     let env = auth::key_env(ctx)?;

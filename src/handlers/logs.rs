@@ -153,3 +153,37 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         },
     })))
 }
+
+/// `GET /stats`: the environment at a glance, for the console's overview: counts, and runs and
+/// errors per hour over the last 24 hours and per day over the last 30 days (UTC).
+pub fn stats(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
+    use crate::store::stats;
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+    let env = auth::key_env(ctx)?;
+    let now = ctx.app.clock.now_ms();
+    let db = ctx.db()?;
+    let series = |since: i64, width: i64, n: i64| -> Result<Vec<Value>, ApiError> {
+        let (runs, errors) = stats::per_slot(&db, env, since, width)?;
+        Ok((0..n)
+            .map(|i| {
+                let slot = since / width + i;
+                json!({
+                    "at": rfc3339(slot * width),
+                    "runs": runs.get(&slot).copied().unwrap_or(0),
+                    "errors": errors.get(&slot).copied().unwrap_or(0),
+                })
+            })
+            .collect())
+    };
+    let today = now - now.rem_euclid(DAY);
+    let counts = stats::counts(&db, env, today)?;
+    Ok(Resp::ok(&json!({
+        "users": counts.users,
+        "activeWorkflows": counts.active_workflows,
+        "runsToday": counts.runs_since,
+        "errorsToday": counts.errors_since,
+        "hourly": series(now - now.rem_euclid(HOUR) - 23 * HOUR, HOUR, 24)?,
+        "daily": series(today - 29 * DAY, DAY, 30)?,
+    })))
+}

@@ -2,6 +2,7 @@
 //! the helpers they share for reading JSON bodies and query strings.
 
 pub mod auth;
+pub mod console;
 pub mod credentials;
 pub mod installs;
 pub mod integrations;
@@ -22,12 +23,22 @@ use serde_json::{Map, Value};
 /// Routes the request, authenticates it as its route declares, passes the edge's hook (rate
 /// limits), and runs its handler.
 pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
+    if let [console, api, rest @ ..] = req.segments.as_slice() {
+        if console == "console" && api == "api" {
+            return console::api(ctx, req, rest);
+        }
+    }
     let route = router::route(&req.method, &req.segments)?;
     let caller = auth::authenticate(ctx, req, route.auth())?;
     if let Some((_, subject)) = &caller {
         ctx.app.limits.admit(subject)?;
     }
     ctx.set_caller(caller.map(|(c, _)| c));
+    run(ctx, req, route)
+}
+
+/// Runs the handler of a route whose caller is already known.
+pub fn run(ctx: &Ctx, req: &Req, route: Route) -> Result<Resp, ApiError> {
     match route {
         Route::Healthz => session::healthz(ctx, req),
         Route::Jwks => session::jwks(ctx, req),
@@ -90,6 +101,11 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         Route::Asset(name) => crate::web::static_asset(ctx, req, &name),
         Route::FramedPage => crate::web::framed_page(ctx, req),
         Route::HostedInstallPage => crate::web::hosted_page(ctx, req),
+        Route::ConsolePage => crate::web::console_page(ctx, req),
+        Route::ConsoleSession => console::session_route(ctx, req),
+        Route::Stats => logs::stats(ctx, req),
+        Route::TestDelivery(target) => settings::test_delivery(ctx, req, &target),
+        Route::IntegrationVersions(i) => integrations::versions(ctx, req, &i),
     }
 }
 

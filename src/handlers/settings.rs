@@ -235,3 +235,34 @@ pub fn retry_delivery(ctx: &Ctx, _req: &Req, id: &str) -> Result<Resp, ApiError>
     ctx.app.delivery.wake();
     Ok(Resp::ok(&delivery_json(&d)))
 }
+
+/// `POST /settings/logging/{webhook|eventbridge}/test`: a test event through the real path: an
+/// error log of block type `test` and one delivery to that target, sent at once and recorded
+/// like any other.
+pub fn test_delivery(ctx: &Ctx, _req: &Req, target: &str) -> Result<Resp, ApiError> {
+    let env = auth::key_env(ctx)?;
+    let t = targets::get(&*ctx.db()?, env, target)?
+        .ok_or_else(|| ApiError::Unprocessable(format!("the {target} is not set up yet")))?;
+    if !t.enabled {
+        return Err(ApiError::Unprocessable(format!(
+            "the {target} is switched off; switch it on to test it"
+        )));
+    }
+    let log = crate::store::error_logs::new_log(
+        env,
+        "ingot-test",
+        "ingot-test",
+        &crate::ids::object_id(),
+        &crate::ids::uuid_v4(),
+        "test",
+        "Test event",
+        "A test event from ingot: nothing failed.",
+    );
+    let target = target.to_string();
+    let id = ctx.write(move |c| {
+        crate::store::error_logs::insert(c, &log)?;
+        deliveries::enqueue_one(c, &log, &target)
+    })?;
+    ctx.app.delivery.wake();
+    Ok(Resp::ok(&delivery_json(&deliveries::get(&*ctx.db()?, env, &id)?)))
+}

@@ -67,6 +67,18 @@ pub fn enqueue_for(conn: &Connection, log: &ErrorLog) -> Result<usize> {
     Ok(targets.len())
 }
 
+/// Writes one pending delivery of `log` to `target`, due at once (a test event).
+pub fn enqueue_one(conn: &Connection, log: &ErrorLog, target: &str) -> Result<String> {
+    let id = ids::object_id();
+    let now = ids::now_ms();
+    conn.prepare_cached(
+        "INSERT INTO deliveries (id, env, target, error_log_id, status, next_attempt_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
+    )?
+    .execute(params![id, log.env.as_str(), target, log.id, now])?;
+    Ok(id)
+}
+
 /// Pending deliveries of `target` that are due, oldest first, for enabled targets only.
 pub fn due(conn: &Connection, target: &str, now_ms: i64, limit: usize) -> Result<Vec<Delivery>> {
     let mut st = conn.prepare_cached(&format!(

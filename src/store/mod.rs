@@ -19,6 +19,7 @@
 //! - Other processes (the `ingot keys` commands) write through their own connection;
 //!   `busy_timeout` makes the two take turns.
 
+pub mod console;
 pub mod credentials;
 pub mod deliveries;
 pub mod error_logs;
@@ -30,6 +31,7 @@ pub mod meta;
 pub mod oauth_states;
 pub mod secrets;
 pub mod signing;
+pub mod stats;
 pub mod targets;
 pub mod users;
 pub mod workflows;

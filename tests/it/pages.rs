@@ -117,8 +117,8 @@ fn the_install_pages_are_framed_only_where_allowed_and_load_nothing_inline() {
         "development: any origin"
     );
     assert!(
-        csp("/forge-install?integrationId=x").ends_with("frame-ancestors 'none'"),
-        "no token: none"
+        csp("/forge-install?integrationId=x").ends_with("frame-ancestors 'self'"),
+        "no token: only ingot's own console"
     );
     assert!(csp("/embedded-install?link=il_x").ends_with("frame-ancestors 'none'"));
     let page = head("/forge-install");
@@ -139,8 +139,8 @@ fn the_install_pages_are_framed_only_where_allowed_and_load_nothing_inline() {
         .unwrap()
         .to_string();
     assert!(
-        csp(&format!("/forge-install?token={prod}")).ends_with("frame-ancestors 'none'"),
-        "production: none until configured"
+        csp(&format!("/forge-install?token={prod}")).ends_with("frame-ancestors 'self'"),
+        "production: no other origin until configured"
     );
     let configured = Server::start_configured(|c| c.frame_ancestors = Some(vec!["https://app.example.com".into()]));
     let r = ureq::get(&format!("{}/forge-install?token={dev}", configured.base))
@@ -149,7 +149,22 @@ fn the_install_pages_are_framed_only_where_allowed_and_load_nothing_inline() {
     assert!(r
         .header("content-security-policy")
         .unwrap()
-        .ends_with("frame-ancestors https://app.example.com"));
+        .ends_with("frame-ancestors 'self' https://app.example.com"));
+    let console = head("/console");
+    let policy = console.header("content-security-policy").unwrap().to_string();
+    assert!(
+        policy.ends_with("frame-ancestors 'none'") && policy.contains("frame-src 'self'"),
+        "{policy}"
+    );
+    assert!(
+        console.header("access-control-allow-origin").is_none(),
+        "no CORS on the console"
+    );
+    assert_eq!(
+        head("/healthz").header("access-control-allow-origin"),
+        Some("*"),
+        "CORS on the API"
+    );
     let js = head("/embedded.js");
     assert_eq!(js.content_type(), "text/javascript");
     assert!(js.into_string().unwrap().contains("window.Alloy = Alloy();"));
@@ -177,4 +192,150 @@ fn the_official_frontend_sdk_unchanged_installs_through_a_local_tls_front() {
         s.get(&format!("/users/{user}/credentials")).json["data"][0]["type"],
         "apiKey"
     );
+}
+
+#[test]
+fn the_console_signs_in_manages_users_settings_logs_and_keys_and_refuses_a_forged_post() {
+    let s = Server::start_configured(|c| c.retry_schedule = Vec::new());
+    let peer = crate::peers::WebhookPeer::start();
+    let moto = crate::peers::Moto::start();
+    let iid = s.create_integration(json!({
+        "name": "Demo", "app": "demo",
+        "workflows": [{ "name": "boom", "blocks": [{ "type": "fail", "name": "Refuse", "message": "Upstream said no" }] }]
+    }));
+    let runner = s.create_user("runner");
+    let wf = s.install(&runner, &iid).remove(0);
+    let seen = browser_script(
+        "console.mjs",
+        &[
+            ("INGOT_URL", s.base.clone()),
+            ("INGOT_KEY", s.key.clone()),
+            ("INTEGRATION", iid),
+            ("RUNNER", runner),
+            ("WORKFLOW", wf),
+            ("PEER_URL", peer.base.clone()),
+            ("EB_JSON", moto.settings(moto.secret()).to_string()),
+        ],
+    );
+    assert_eq!(
+        seen["cookie"],
+        json!([{ "name": "ingot_console", "httpOnly": true, "sameSite": "Strict", "path": "/console" }])
+    );
+    assert_eq!(seen["keyInStorage"], false, "the API key is not kept in the browser");
+    assert_eq!(seen["created"], 200);
+    assert_eq!(seen["secretShownOnce"], true);
+    assert_eq!(seen["retried"], true);
+    assert_eq!(seen["peerAccepted"].as_array().unwrap().len(), 1);
+    assert_eq!(seen["ebSecretOnPage"], false, "the secret access key is never shown");
+    assert_eq!(
+        (seen["ebOff"].clone(), seen["ebOn"].clone()),
+        (json!(false), json!(true))
+    );
+    assert_eq!(seen["ebTest"], 1);
+    assert_eq!(seen["ebState"], "OK");
+    assert!(seen["chartErrors"].as_i64().unwrap() >= 1, "{seen}");
+    assert!(
+        seen["defError"]
+            .as_str()
+            .unwrap()
+            .contains("workflows[0].blocks[0].type"),
+        "{seen}"
+    );
+    assert_eq!(
+        (seen["newKeyWorks"].clone(), seen["revokedKey"].clone()),
+        (json!(200), json!(401))
+    );
+    assert_eq!(seen["forged"], 404, "the forged POST made no user");
+    assert_eq!(seen["afterSignOut"], false);
+    let events = moto.drain_queue();
+    assert!(events.iter().any(|e| e["detail"]["blockType"] == "test"), "{events:?}");
+}
+
+/// The console's session rules, through HTTP: the cookie's flags, CSRF on every change, idle
+/// expiry, a revoked key ending its sessions, and the key's environment only.
+#[test]
+fn console_sessions_need_their_csrf_token_expire_when_idle_and_end_with_their_key() {
+    let s = Server::start();
+    let agent = ureq::AgentBuilder::new().build();
+    let sign_in = |key: &str| {
+        let r = agent
+            .post(&format!("{}/console/session", s.base))
+            .send_json(json!({ "apiKey": key }))
+            .unwrap();
+        let cookie = r.header("set-cookie").unwrap().to_string();
+        let body: Value = r.into_json().unwrap();
+        (cookie, body["csrf"].as_str().unwrap().to_string())
+    };
+    let key = s.new_key(ingot::store::Env::Development);
+    let (cookie, csrf) = sign_in(&key);
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/console"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http here; Secure when INGOT_PUBLIC_URL is https"
+    );
+    let value = cookie.split(';').next().unwrap().to_string();
+    let call = |method: &str, path: &str, csrf: Option<&str>| {
+        let mut rq = agent
+            .request(method, &format!("{}{path}", s.base))
+            .set("Cookie", &value);
+        if let Some(t) = csrf {
+            rq = rq.set("X-CSRF-Token", t);
+        }
+        match rq.send_json(json!({ "username": format!("c-{method}-{}", csrf.is_some()) })) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                (r.status(), r.header("access-control-allow-origin").map(str::to_string))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(call("POST", "/console/api/users", None).0, 403, "no CSRF token");
+    assert_eq!(
+        call("POST", "/console/api/users", Some("wrong")).0,
+        403,
+        "a wrong CSRF token"
+    );
+    let (status, cors) = call("POST", "/console/api/users", Some(&csrf));
+    assert_eq!(
+        (status, cors),
+        (200, None),
+        "a change with its token, and no CORS header"
+    );
+    assert_eq!(s.get("/users/c-POST-true").status, 200);
+    assert_eq!(
+        s.get("/users/c-POST-false").status,
+        404,
+        "the refused changes made nothing"
+    );
+    let r = agent
+        .post(&format!("{}/console/api/users", s.base))
+        .set("Cookie", &value)
+        .set("X-CSRF-Token", &csrf)
+        .set("Origin", "http://evil.example")
+        .send_json(json!({ "username": "from-elsewhere" }));
+    assert!(matches!(r, Err(ureq::Error::Status(403, _))), "another origin");
+    // The session is the key's environment: production data is not there.
+    let prod = s.new_key(ingot::store::Env::Production);
+    s.req_as(&prod, "POST", "/users", Some(&json!({ "username": "prod-only" })));
+    assert_eq!(call("GET", "/console/api/users/prod-only", None).0, 404);
+    // Idle for longer than INGOT_CONSOLE_IDLE: signed out.
+    s.app().clock.advance(31 * 60 * 1000);
+    assert_eq!(call("GET", "/console/api/users", None).0, 401);
+    // A revoked key ends its sessions at once.
+    let (cookie, _) = sign_in(&key);
+    let value = cookie.split(';').next().unwrap().to_string();
+    let get = |v: &str| match agent
+        .get(&format!("{}/console/api/users", s.base))
+        .set("Cookie", v)
+        .call()
+    {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r.status(),
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(get(&value), 200);
+    let id = key.split('_').nth(2).unwrap();
+    ingot::admin::revoke_key(&s.config, id).unwrap();
+    assert_eq!(get(&value), 401);
 }
