@@ -11,7 +11,7 @@ import { createRequire } from "node:module";
 
 const peers = createRequire(`${process.env.NODE_PEERS}/`);
 const { chromium } = peers("playwright-core");
-const { INGOT_URL, INTEGRATION, TOKEN_NEW, TOKEN_CANCEL, TOKEN_HAS, TOKEN_DEAD, SCREENSHOTS } = process.env;
+const { INGOT_URL, INTEGRATION, TOKEN_NEW, TOKEN_CANCEL, TOKEN_HAS, TOKEN_DEAD, LINK_URL, TOKEN_UPDATE, SCREENSHOTS } = process.env;
 
 // The customer's page, on an origin of its own.
 const host = http.createServer((req, res) => {
@@ -125,6 +125,44 @@ const shot = (page, name) => page.screenshot({ path: `${SCREENSHOTS}/${name}.png
   await frame.locator("#cancel").click();
   await waitResult(page);
   await context.close();
+}
+
+// 6. The hosted page of an install link: a page of its own; after the install the link is spent.
+{
+  const { page, context } = await open("hosted", ["410"]);
+  await page.goto(LINK_URL);
+  await page.locator("#f-apiKey").fill("key-from-the-link");
+  await shot(page, "hosted-install");
+  await page.locator("#submit").click();
+  await page.locator("#done-text").filter({ hasText: "installed" }).waitFor();
+  assert.ok(!page.url().includes("link="), "the link left the address bar");
+  await page.goto(LINK_URL);
+  seen.spent = await page.locator("#problem-text").textContent();
+  await context.close();
+}
+
+// 7. update: the page upgrades the user's workflows to the newest version.
+{
+  const { page, context } = await open("update");
+  const frame = await install(page, TOKEN_UPDATE, { integrationId: INTEGRATION });
+  await frame.locator("li").filter({ hasText: "update available" }).first().waitFor();
+  await context.close();
+  const again = await open("update-run");
+  const f2 = await (async () => {
+    await again.page.evaluate(({ token, integrationId }) => {
+      window.results = [];
+      window.Alloy.setToken(token);
+      window.Alloy.update({ integrationId, callback: (r) => window.results.push(r) });
+    }, { token: TOKEN_UPDATE, integrationId: INTEGRATION });
+    return again.page.frameLocator("iframe");
+  })();
+  await f2.locator("#submit").filter({ hasText: "Update" }).waitFor();
+  const src = await again.page.locator("iframe").getAttribute("src");
+  assert.ok(src.includes("&alwaysShowAuthentication=true&operation=update"), src);
+  await f2.locator("#f-apiKey").fill("updated-key");
+  await f2.locator("#submit").click();
+  seen.update = await waitResult(again.page);
+  await again.context.close();
 }
 
 await browser.close();

@@ -40,6 +40,10 @@ fn browser_script(name: &str, env: &[(&str, String)]) -> Value {
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON summary line")
 }
 
+fn installed_of(s: &Server, user: &str) -> usize {
+    s.get(&format!("/workflows?userId={user}")).json["data"].as_array().unwrap().len()
+}
+
 #[test]
 fn the_embedded_modal_installs_cancels_explains_a_dead_token_and_stays_hidden_when_asked() {
     let s = Server::start();
@@ -62,6 +66,19 @@ fn the_embedded_modal_installs_cancels_explains_a_dead_token_and_stays_hidden_wh
     let dead = s.create_user("modal-dead");
     let dead_token = s.token(&dead);
     s.req("DELETE", &format!("/users/{dead}"), None);
+    let linked = s.create_user("modal-linked");
+    let link = s.get(&format!("/users/{linked}/integrations/{iid}/install-url")).json["url"].as_str().unwrap().to_string();
+    let link_url = format!("{}/embedded-install?{}", s.base, link.split_once('?').unwrap().1);
+    // A user on version 1 of an integration that has a version 2.
+    let updating = s.create_user("modal-update");
+    s.post(&format!("/users/{updating}/credentials"), json!({ "type": "apiKey", "data": { "apiKey": "old" } }));
+    s.install(&updating, &iid);
+    let mut v2 = s.get(&format!("/integrations/{iid}")).json["data"].clone();
+    v2["workflows"][0]["blocks"][0]["url"] = json!(format!("{}/tickets/v2", rx.url));
+    let def = json!({ "name": v2["name"], "app": v2["app"], "icon": v2["icon"], "credentialType": "apiKey",
+        "workflows": v2["workflows"].as_array().unwrap().iter().map(|w| json!({ "workflowId": w["workflowId"], "name": w["name"],
+            "blocks": w["blocks"].as_array().unwrap().iter().map(|b| { let mut b = b.clone(); b.as_object_mut().unwrap().remove("icon"); b }).collect::<Vec<_>>() })).collect::<Vec<_>>() });
+    assert_eq!(s.post("/integrations", def).json["version"], 2);
 
     let seen = browser_script(
         "modal.mjs",
@@ -72,6 +89,8 @@ fn the_embedded_modal_installs_cancels_explains_a_dead_token_and_stays_hidden_wh
             ("TOKEN_CANCEL", s.token(&cancels)),
             ("TOKEN_HAS", s.token(&has)),
             ("TOKEN_DEAD", dead_token),
+            ("LINK_URL", link_url),
+            ("TOKEN_UPDATE", s.token(&updating)),
         ],
     );
     assert_eq!(seen["install"], json!([{ "success": true }]), "{seen}");
@@ -83,6 +102,11 @@ fn the_embedded_modal_installs_cancels_explains_a_dead_token_and_stays_hidden_wh
         "a hidden modal with nothing to ask never showed"
     );
     assert_eq!(seen["shownWhenNeeded"], true);
+    assert!(seen["spent"].as_str().unwrap().contains("used"), "{seen}");
+    assert_eq!(installed_of(&s, &linked), 2, "installed through the hosted page");
+    assert_eq!(seen["update"], json!([{ "success": true }]));
+    let up = s.get(&format!("/workflows?userId={updating}")).json["data"].clone();
+    assert!(up.as_array().unwrap().iter().all(|w| w["installedVersion"] == 2), "{up}");
 
     // What the browser did is in the database: the typed key, sealed, and both workflows.
     let installed = |u: &str| {
