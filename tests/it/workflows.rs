@@ -91,6 +91,11 @@ fn integrations_are_created_listed_read_and_deleted() {
         .status,
         401
     );
+    // Never installed: deleted without force.
+    let spare = s.post("/integrations", http_integration("Spare", "http://127.0.0.1:9"));
+    let spare = spare.json["integrationId"].as_str().unwrap();
+    assert_eq!(s.req("DELETE", &format!("/integrations/{spare}"), None).status, 200);
+    assert_eq!(s.get(&format!("/integrations/{spare}")).status, 404);
     s.post(&format!("/users/{user}/integrations/{id}/install"), json!({}));
     let refused = s.req("DELETE", &format!("/integrations/{id}"), None);
     assert_eq!(refused.status, 409, "an installed integration is not deleted silently");
