@@ -147,7 +147,19 @@
       $("existing").hidden = false;
       $("existing-label").textContent = `Use ${existing.name || type.displayName} (connected ${existing.createdAt.slice(0, 10)})`;
     }
-    if (type) {
+    if (type && type.isOauth) {
+      // An OAuth account is connected at the provider, in a window of its own.
+      $("fields-legend").textContent = `Connect your ${integration.app} account`;
+      const connect = document.createElement("button");
+      connect.type = "button";
+      connect.id = "oauth-connect";
+      connect.textContent = `Connect ${integration.app}`;
+      const status = document.createElement("p");
+      status.id = "oauth-status";
+      status.className = "muted";
+      $("field-list").append(connect, status);
+      connect.addEventListener("click", () => oauthConnect(integration, status));
+    } else if (type) {
       $("fields-legend").textContent = `Connect ${integration.app}: ${type.displayName}`;
       const holder = $("field-list");
       for (const p of type.properties) {
@@ -173,6 +185,8 @@
         }
         holder.appendChild(wrap);
       }
+    }
+    if (type) {
       const useNew = () => ($("fields").hidden = !(always || !existing || document.querySelector("input[name=use]:checked").value === "new"));
       document.querySelectorAll("input[name=use]").forEach((r) => r.addEventListener("change", useNew));
       useNew();
@@ -181,6 +195,28 @@
     $("content").hidden = false;
     const first = document.querySelector("#content input:not([hidden]), #submit");
     if (first) first.focus();
+  }
+
+  // Opens the provider's authorization page and waits (polling, bounded) for the callback to
+  // have stored the user's new credential.
+  let connected = null;
+  async function oauthConnect(integration, status) {
+    const before = (await api("GET", "/credentials")).data.filter((c) => c.type === "oauth2").map((c) => c.credentialId);
+    const { oauthUrl } = await api("GET", `/headless/oauthUrl?integrationId=${encodeURIComponent(integration.integrationId)}`);
+    const popup = window.open(oauthUrl, "ingot-oauth", "width=520,height=720");
+    status.textContent = popup ? "Waiting for the app…" : "Allow pop-ups for this page, then try again.";
+    const deadline = Date.now() + 10 * 60 * 1000;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const now = (await api("GET", "/credentials")).data.filter((c) => c.type === "oauth2" && !before.includes(c.credentialId));
+      if (now.length) {
+        connected = now[now.length - 1].credentialId;
+        status.textContent = "Connected.";
+        $("submit").focus();
+        return;
+      }
+    }
+    status.textContent = "Not connected: try again.";
   }
 
   // The values of the credential form, or why they cannot be sent.
@@ -209,7 +245,10 @@
     $("form-error").hidden = true;
     let credentialId = null;
     const wantsNew = type && !$("fields").hidden;
-    if (wantsNew) {
+    if (wantsNew && type.isOauth) {
+      if (!connected) throw Object.assign(new Error(`Connect your ${integration.app} account first.`), { form: true });
+      credentialId = connected;
+    } else if (wantsNew) {
       const { data, wrong } = readForm(type);
       if (wrong) throw Object.assign(new Error(wrong), { form: true });
       const made = await api("POST", "/headless/credentials", {

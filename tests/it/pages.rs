@@ -41,7 +41,10 @@ fn browser_script(name: &str, env: &[(&str, String)]) -> Value {
 }
 
 fn installed_of(s: &Server, user: &str) -> usize {
-    s.get(&format!("/workflows?userId={user}")).json["data"].as_array().unwrap().len()
+    s.get(&format!("/workflows?userId={user}")).json["data"]
+        .as_array()
+        .unwrap()
+        .len()
 }
 
 #[test]
@@ -67,11 +70,17 @@ fn the_embedded_modal_installs_cancels_explains_a_dead_token_and_stays_hidden_wh
     let dead_token = s.token(&dead);
     s.req("DELETE", &format!("/users/{dead}"), None);
     let linked = s.create_user("modal-linked");
-    let link = s.get(&format!("/users/{linked}/integrations/{iid}/install-url")).json["url"].as_str().unwrap().to_string();
+    let link = s.get(&format!("/users/{linked}/integrations/{iid}/install-url")).json["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let link_url = format!("{}/embedded-install?{}", s.base, link.split_once('?').unwrap().1);
     // A user on version 1 of an integration that has a version 2.
     let updating = s.create_user("modal-update");
-    s.post(&format!("/users/{updating}/credentials"), json!({ "type": "apiKey", "data": { "apiKey": "old" } }));
+    s.post(
+        &format!("/users/{updating}/credentials"),
+        json!({ "type": "apiKey", "data": { "apiKey": "old" } }),
+    );
     s.install(&updating, &iid);
     let mut v2 = s.get(&format!("/integrations/{iid}")).json["data"].clone();
     v2["workflows"][0]["blocks"][0]["url"] = json!(format!("{}/tickets/v2", rx.url));
@@ -106,7 +115,10 @@ fn the_embedded_modal_installs_cancels_explains_a_dead_token_and_stays_hidden_wh
     assert_eq!(installed_of(&s, &linked), 2, "installed through the hosted page");
     assert_eq!(seen["update"], json!([{ "success": true }]));
     let up = s.get(&format!("/workflows?userId={updating}")).json["data"].clone();
-    assert!(up.as_array().unwrap().iter().all(|w| w["installedVersion"] == 2), "{up}");
+    assert!(
+        up.as_array().unwrap().iter().all(|w| w["installedVersion"] == 2),
+        "{up}"
+    );
 
     // What the browser did is in the database: the typed key, sealed, and both workflows.
     let installed = |u: &str| {
@@ -362,4 +374,37 @@ fn console_sessions_need_their_csrf_token_expire_when_idle_and_end_with_their_ke
     let id = key.split('_').nth(2).unwrap();
     ingot::admin::revoke_key(&s.config, id).unwrap();
     assert_eq!(get(&value), 401);
+}
+
+#[test]
+fn the_modal_connects_an_oauth_account_in_a_window_of_its_own_then_installs() {
+    let s = Server::start_public(|_| {});
+    let provider = crate::peers::OAuthPeer::start(&format!("{}/oauth/callback", s.config.public_url));
+    let iid = s.create_integration(json!({
+        "name": "Contacts", "app": "contacts", "credentialType": "oauth2",
+        "oauth": { "authorizationUrl": format!("{}/auth", provider.issuer), "tokenUrl": format!("{}/token", provider.issuer),
+                   "scopes": ["openid", "offline_access"], "clientId": crate::peers::OAuthPeer::CLIENT_ID,
+                   "clientSecret": crate::peers::OAuthPeer::CLIENT_SECRET },
+        "workflows": [{ "name": "Who", "blocks": [{ "name": "Me", "type": "http", "url": format!("{}/me", provider.issuer) }] }]
+    }));
+    let user = s.create_user("oauth-modal");
+    let seen = browser_script(
+        "oauth_modal.mjs",
+        &[
+            ("INGOT_URL", s.base.clone()),
+            ("INTEGRATION", iid),
+            ("TOKEN", s.token(&user)),
+        ],
+    );
+    assert_eq!(seen["connectedPage"], "Connected");
+    assert_eq!(seen["install"], json!([{ "success": true }]));
+    let wf = s.get(&format!("/workflows?userId={user}")).json["data"][0]["workflowId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = s.run_and_wait_as(&s.key, &user, &wf, json!({}));
+    assert_eq!(
+        run["results"][0]["output"]["body"]["sub"], "user-1",
+        "the run used the connected account"
+    );
 }
