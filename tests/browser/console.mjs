@@ -55,6 +55,8 @@ const go = async (hash, ready) => {
 
 // Sign in: a wrong key is refused, the right one gives a session cookie the script cannot read.
 await page.goto(`${INGOT_URL}/console`);
+await page.locator("#api-key").waitFor();
+await shot("sign-in");
 expected = 401;
 await page.locator("#api-key").fill("ingot_dev_nope_nope");
 await page.locator("#sign-in").click();
