@@ -66,6 +66,10 @@ pub struct Config {
     pub header_timeout: std::time::Duration,
     pub body_timeout: std::time::Duration,
     pub write_timeout: std::time::Duration,
+    /// Where `POST /admin/backup` and scheduled backups go, how many stay, and how often.
+    pub backup_dir: PathBuf,
+    pub backup_keep: usize,
+    pub backup_every: Option<std::time::Duration>,
     /// How long a console session lasts without use.
     pub console_idle: std::time::Duration,
     /// How long an install link works (until it is used).
@@ -97,6 +101,9 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_MAX_CREDENTIAL_BYTES", "16384"),
     ("INGOT_INSTALL_LINK_TTL", "604800"),
     ("INGOT_CONSOLE_IDLE", "1800"),
+    ("INGOT_BACKUP_DIR", "<db dir>/backups"),
+    ("INGOT_BACKUP_KEEP", "7"),
+    ("INGOT_BACKUP_EVERY", "0"),
     ("INGOT_READ_TIMEOUT", "30"),
     ("INGOT_IDLE_TIMEOUT", "30"),
     ("INGOT_HEADER_TIMEOUT", "10"),
@@ -188,6 +195,19 @@ impl Config {
             body_timeout: seconds("INGOT_BODY_TIMEOUT", 30)?,
             write_timeout: seconds("INGOT_WRITE_TIMEOUT", 30)?,
             console_idle: seconds("INGOT_CONSOLE_IDLE", 1800)?,
+            backup_dir: match get("INGOT_BACKUP_DIR").filter(|d| !d.is_empty()) {
+                Some(d) => PathBuf::from(d),
+                None => db.parent().unwrap_or(std::path::Path::new(".")).join("backups"),
+            },
+            backup_keep: match parse_num(&get, "INGOT_BACKUP_KEEP", 7)? {
+                n @ 1..=1000 => n,
+                _ => bail!("INGOT_BACKUP_KEEP must be between 1 and 1000"),
+            },
+            backup_every: match parse_num(&get, "INGOT_BACKUP_EVERY", 0)? {
+                0 => None,
+                n @ 60.. => Some(std::time::Duration::from_secs(n as u64)),
+                _ => bail!("INGOT_BACKUP_EVERY must be 0 (off) or at least 60 seconds"),
+            },
             install_link_ttl: match parse_num(&get, "INGOT_INSTALL_LINK_TTL", 604_800)? {
                 n @ 60..=7_776_000 => std::time::Duration::from_secs(n as u64),
                 _ => bail!("INGOT_INSTALL_LINK_TTL must be between 60 seconds and 90 days (7776000)"),
@@ -211,6 +231,10 @@ impl Config {
     pub fn set_db(&mut self, db: PathBuf) {
         if self.master_key == MasterKeySource::File(default_key_file(&self.db)) {
             self.master_key = MasterKeySource::File(default_key_file(&db));
+        }
+        let backups_beside = |db: &std::path::Path| db.parent().unwrap_or(std::path::Path::new(".")).join("backups");
+        if self.backup_dir == backups_beside(&self.db) {
+            self.backup_dir = backups_beside(&db);
         }
         self.db = db;
     }

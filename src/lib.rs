@@ -4,6 +4,7 @@
 //! returned [`ServerHandle`] is shut down; [`admin`] holds what the `ingot keys` commands do.
 
 pub mod admin;
+pub mod backup;
 pub mod config;
 pub mod credtypes;
 pub mod crypto;
@@ -50,6 +51,16 @@ pub struct App {
 }
 
 impl App {
+    /// A backup into `INGOT_BACKUP_DIR`, keeping the newest `INGOT_BACKUP_KEEP`.
+    pub fn backup_now(&self) -> anyhow::Result<(backup::Written, Vec<std::path::PathBuf>)> {
+        backup::scheduled(
+            &self.config.db,
+            &self.config.backup_dir,
+            self.config.backup_keep,
+            self.clock.now_ms(),
+        )
+    }
+
     /// Notes that an API key was used; [`App::flush_key_uses`] records it.
     pub fn note_key_use(&self, id: String, at_ms: i64) {
         self.key_uses
@@ -86,6 +97,8 @@ pub struct ServerHandle {
     app: Arc<App>,
     /// The development API key made on the first start of an empty database, if this was it.
     pub first_key: Option<String>,
+    /// Held while serving, so that `ingot restore` cannot replace the database underneath.
+    _lock: std::fs::File,
 }
 
 impl ServerHandle {
@@ -132,6 +145,10 @@ impl Drop for ServerHandle {
 /// Opens the database named by `config` (creating it, its master key, its token signing key and
 /// a first development API key if it is new) and serves the API on `listener`.
 pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHandle> {
+    if let Some(dir) = config.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
+    }
+    let lock = backup::lock(&config.db)?;
     let (store, first_key) = admin::open_store(&config)?;
     let addr = listener.local_addr().context("while reading the listener's address")?;
     let outbound = outbound::Outbound::new(config.outbound_allow.clone());
@@ -174,10 +191,22 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
     let hk = std::thread::Builder::new()
         .name("ingot-housekeeping".into())
         .spawn(move || {
+            let mut last_backup = std::time::Instant::now();
             while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(10)) {
                 hk_app.flush_key_uses();
                 // After a burst, the read pool shrinks back (two stay warm).
                 hk_app.store.trim_readers(2, Duration::from_secs(60));
+                if let Some(every) = hk_app.config.backup_every {
+                    if last_backup.elapsed() >= every {
+                        last_backup = std::time::Instant::now();
+                        match hk_app.backup_now() {
+                            Ok((w, _)) => {
+                                log::info!("scheduled backup written: {} ({} bytes)", w.path.display(), w.bytes)
+                            }
+                            Err(e) => log::error!("scheduled backup failed: {e:#}"),
+                        }
+                    }
+                }
             }
         })
         .context("while starting the housekeeping thread")?;
@@ -189,5 +218,6 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
         housekeeping: Some((tx, hk)),
         app,
         first_key,
+        _lock: lock,
     })
 }

@@ -32,6 +32,31 @@ enum Command {
     /// Manage API keys, the token signing key and the master key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Write a consistent copy of the database to PATH while the server keeps serving. The
+    /// master key is not in it: keep the key file apart (or write a copy with --key-out).
+    Backup {
+        /// Where the copy goes (must not exist).
+        path: PathBuf,
+        /// Also write a copy of the master key file here (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        key_out: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Check a database or backup file: integrity, schema version, and every sealed secret
+    /// opened with the master key.
+    Verify {
+        path: PathBuf,
+        /// The master key file to open its secrets with [default: the configured one]
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// Put a backup in place of a stopped server's database (checked first with its master key).
+    Restore {
+        path: PathBuf,
+        #[command(flatten)]
+        db: DbArg,
+    },
 }
 
 #[derive(Args)]
@@ -111,6 +136,63 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { listen, db } => serve(listen, &db),
         Command::Keys(k) => keys(k),
+        Command::Backup { path, key_out, db } => {
+            let config = config_with(&db)?;
+            let w = ingot::backup::backup(&config.db, &path)?;
+            eprintln!(
+                "wrote {} ({} bytes), a consistent copy of {}",
+                w.path.display(),
+                w.bytes,
+                config.db.display()
+            );
+            match key_out {
+                Some(out) => {
+                    ingot::backup::copy_key(&config, &out)?;
+                    eprintln!("wrote the master key to {} (mode 0600): store it apart from the backup", out.display());
+                }
+                None => eprintln!(
+                    "the master key is not in the backup; its secrets open only with {:?}: keep that file, apart from the backup",
+                    config.master_key
+                ),
+            }
+            Ok(())
+        }
+        Command::Verify { path, key } => {
+            let mut config = Config::from_env()?;
+            config.master_key = match key {
+                Some(k) => ingot::config::MasterKeySource::File(k),
+                None => config.master_key,
+            };
+            let secrets = ingot::store::Secrets::load(&config.master_key)
+                .with_context(|| format!("while loading the master key {:?}", config.master_key))?;
+            let v = ingot::backup::verify(&path, &secrets)?;
+            println!(
+                "{}: integrity ok, schema version {}, {} users, {} secrets opened",
+                path.display(),
+                v.schema_version,
+                v.users,
+                v.secrets_opened
+            );
+            if !v.failures.is_empty() {
+                for f in &v.failures {
+                    println!("cannot open {f}");
+                }
+                anyhow::bail!("{} secrets did not open with this master key", v.failures.len());
+            }
+            Ok(())
+        }
+        Command::Restore { path, db } => {
+            let config = config_with(&db)?;
+            let v = ingot::backup::restore(&config, &path)?;
+            eprintln!(
+                "restored {} to {} ({} users, {} secrets checked); start the server",
+                path.display(),
+                config.db.display(),
+                v.users,
+                v.secrets_opened
+            );
+            Ok(())
+        }
     }
 }
 

@@ -74,6 +74,7 @@ pub enum Route {
     Stats,
     TestDelivery(String),
     IntegrationVersions(String),
+    AdminBackup,
 }
 
 /// Who may call a route; checked once, in `handlers::dispatch`, before its handler runs.
@@ -127,7 +128,7 @@ impl Route {
             EmbeddedJs | AlloyFrontendJs | Asset(_) | FramedPage | HostedInstallPage => Auth::None,
             // The console's session route reads its own cookie.
             ConsolePage | ConsoleSession => Auth::None,
-            Stats | TestDelivery(_) | IntegrationVersions(_) => Auth::ApiKey,
+            Stats | TestDelivery(_) | IntegrationVersions(_) | AdminBackup => Auth::ApiKey,
         }
     }
 }
@@ -150,6 +151,7 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
             matches!(method, "GET" | "POST" | "DELETE").then_some(Route::ConsoleSession),
         ),
         ["stats"] => ("GET", (method == "GET").then_some(Route::Stats)),
+        ["admin", "backup"] => ("POST", (method == "POST").then_some(Route::AdminBackup)),
         ["settings", "logging", target @ ("webhook" | "eventbridge"), "test"] => (
             "POST",
             (method == "POST").then(|| Route::TestDelivery(target.to_string())),

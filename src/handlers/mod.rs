@@ -106,6 +106,7 @@ pub fn run(ctx: &Ctx, req: &Req, route: Route) -> Result<Resp, ApiError> {
         Route::Stats => logs::stats(ctx, req),
         Route::TestDelivery(target) => settings::test_delivery(ctx, req, &target),
         Route::IntegrationVersions(i) => integrations::versions(ctx, req, &i),
+        Route::AdminBackup => session::backup(ctx, req),
     }
 }
 

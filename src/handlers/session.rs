@@ -46,3 +46,28 @@ pub fn session(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
         "expiresAt": rfc3339(expires_at_ms),
     })))
 }
+
+/// `POST /admin/backup`: a consistent copy of the whole database (both environments) into
+/// `INGOT_BACKUP_DIR`, while serving; the newest `INGOT_BACKUP_KEEP` stay. The master key is not
+/// in it. One at a time: another caller meanwhile gets 503.
+pub fn backup(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
+    auth::key_env(ctx)?;
+    static RUNNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = RUNNING
+        .try_lock()
+        .map_err(|_| ApiError::Unavailable("a backup is already being written".into()))?;
+    let (written, removed) = ctx.app.backup_now().map_err(|e| {
+        let text = format!("{e:#}");
+        if text.contains("No space") || text.contains("full") {
+            ApiError::InsufficientStorage(text)
+        } else {
+            ApiError::Internal(text)
+        }
+    })?;
+    Ok(Resp::ok(&json!({
+        "path": written.path.display().to_string(),
+        "bytes": written.bytes,
+        "removed": removed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "masterKeyIncluded": false,
+    })))
+}

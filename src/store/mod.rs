@@ -52,6 +52,11 @@ pub use secrets::Secrets;
 /// The schema: migration 1, then each later step after a line starting `-- migration N:`.
 const SCHEMA: &str = include_str!("../../schema.sql");
 
+/// The schema version this binary migrates to.
+pub fn schema_version() -> i64 {
+    migrations().len() as i64
+}
+
 /// Migrations, in order; step N brings `user_version` from N-1 to N.
 fn migrations() -> Vec<&'static str> {
     let mut steps = Vec::new();

@@ -73,14 +73,24 @@ impl Server {
         change(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         config.public_url = format!("http://{}", listener.local_addr().unwrap());
-        Server::start_on(dir, config, listener)
+        Server::start_on(dir, config, listener, None)
     }
 
     pub fn start_with(dir: TempDir, config: Config) -> Server {
-        Server::start_on(dir, config, TcpListener::bind("127.0.0.1:0").unwrap())
+        Server::start_on(dir, config, TcpListener::bind("127.0.0.1:0").unwrap(), None)
     }
 
-    fn start_on(dir: TempDir, config: Config, listener: TcpListener) -> Server {
+    /// Starts a server on a database that has keys already (a restored one); `key` is one of them.
+    pub fn start_with_key(dir: TempDir, config: Config, key: &str) -> Server {
+        Server::start_on(
+            dir,
+            config,
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+            Some(key.to_string()),
+        )
+    }
+
+    fn start_on(dir: TempDir, config: Config, listener: TcpListener, key: Option<String>) -> Server {
         // Quiet unless INGOT_LOG asks (e.g. INGOT_LOG=debug cargo test name -- --nocapture).
         let _ = env_logger::Builder::from_env(env_logger::Env::default().filter_or("INGOT_LOG", "off"))
             .is_test(true)
@@ -89,6 +99,7 @@ impl Server {
         let key = handle
             .first_key
             .clone()
+            .or(key)
             .expect("a new database makes a development key");
         let base = format!("http://{}", handle.addr());
         let agent = ureq::AgentBuilder::new()

@@ -1,6 +1,7 @@
 //! The one integration-test binary: servers started in-process on port 0 (and the real binary
 //! where that is the point), spoken to over real HTTP.
 
+mod backup;
 mod binary;
 mod catalog;
 mod credentials;
