@@ -142,9 +142,8 @@ fn restore_refuses_a_running_servers_database_and_a_backup_its_key_cannot_open()
     other.stop();
     let (ok, text) = ingot(&["restore", copy.to_str().unwrap(), "--db", other_db.to_str().unwrap()]);
     assert!(!ok && text.contains("do not open"), "{text}");
-    assert_eq!(
-        ingot(&["backup", copy.to_str().unwrap(), "--db", s.db_path().to_str().unwrap()]).0,
-        false,
+    assert!(
+        !ingot(&["backup", copy.to_str().unwrap(), "--db", s.db_path().to_str().unwrap()]).0,
         "never overwrites"
     );
 }
