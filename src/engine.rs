@@ -89,6 +89,16 @@ impl Engine {
         self.ready.notify_all();
     }
 
+    /// Worker threads that have ended while the engine runs (a panic outside a run).
+    pub fn dead(&self) -> usize {
+        self.workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|w| w.is_finished())
+            .count()
+    }
+
     /// Lets each worker finish the run in hand, then stops them. Runs still queued stay queued
     /// in the database for the next start.
     pub fn stop(&self) {

@@ -45,12 +45,32 @@ pub struct App {
     pub limits: limits::RateLimits,
     /// Held while an OAuth token is refreshed (see `oauth::fresh_token`).
     pub oauth_refresh: Mutex<()>,
+    /// The last write probe of `/readyz`: when, and how it went.
+    probe: Mutex<Option<(std::time::Instant, Result<(), String>)>>,
     /// API key id → last use (ms), written to the database in the background so that reads
     /// stay reads.
     key_uses: Mutex<HashMap<String, i64>>,
 }
 
 impl App {
+    /// Writes a probe row (at most every five seconds; the answer is kept in between), so that
+    /// `/readyz` knows the database can really be written.
+    pub fn write_probe(&self) -> Result<(), String> {
+        let mut last = self.probe.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, result)) = last.as_ref() {
+            if at.elapsed() < Duration::from_secs(5) {
+                return result.clone();
+            }
+        }
+        let now = self.clock.now_ms();
+        let result = self
+            .store
+            .write(move |c| store::meta::set(c, "ready_probe", &now.to_string()))
+            .map_err(|e| e.to_string());
+        *last = Some((std::time::Instant::now(), result.clone()));
+        result
+    }
+
     /// A backup into `INGOT_BACKUP_DIR`, keeping the newest `INGOT_BACKUP_KEEP`.
     pub fn backup_now(&self) -> anyhow::Result<(backup::Written, Vec<std::path::PathBuf>)> {
         backup::scheduled(
@@ -164,6 +184,7 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
         clock: ids::Clock::default(),
         limits,
         oauth_refresh: Mutex::new(()),
+        probe: Mutex::new(None),
         outbound,
         key_uses: Mutex::default(),
     });

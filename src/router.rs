@@ -75,6 +75,7 @@ pub enum Route {
     TestDelivery(String),
     IntegrationVersions(String),
     AdminBackup,
+    Readyz,
 }
 
 /// Who may call a route; checked once, in `handlers::dispatch`, before its handler runs.
@@ -95,7 +96,7 @@ impl Route {
     pub fn auth(&self) -> Auth {
         use Route::*;
         match self {
-            Healthz | Jwks | OpenApi => Auth::None,
+            Healthz | Readyz | Jwks | OpenApi => Auth::None,
             Session => Auth::UserToken,
             CreateUser
             | CreateUsersBatch
@@ -140,6 +141,7 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
     let owned = |s: &str| s.to_string();
     let (allow, found): (&'static str, Option<Route>) = match segs.as_slice() {
         ["healthz"] => ("GET", (method == "GET").then_some(Route::Healthz)),
+        ["readyz"] => ("GET", (method == "GET").then_some(Route::Readyz)),
         ["openapi.json"] => ("GET", (method == "GET").then_some(Route::OpenApi)),
         ["embedded.js"] => ("GET", (method == "GET").then_some(Route::EmbeddedJs)),
         ["alloy-frontend.js"] => ("GET", (method == "GET").then_some(Route::AlloyFrontendJs)),

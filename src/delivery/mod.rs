@@ -75,6 +75,16 @@ impl Deliverer {
         }
     }
 
+    /// Delivery threads that have ended while serving.
+    pub fn dead(&self) -> usize {
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|t| t.is_finished())
+            .count()
+    }
+
     /// How many times the delivery threads have looked at the outbox.
     #[doc(hidden)]
     pub fn looks(&self) -> u64 {

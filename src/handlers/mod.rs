@@ -41,6 +41,7 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
 pub fn run(ctx: &Ctx, req: &Req, route: Route) -> Result<Resp, ApiError> {
     match route {
         Route::Healthz => session::healthz(ctx, req),
+        Route::Readyz => session::readyz(ctx, req),
         Route::Jwks => session::jwks(ctx, req),
         Route::OpenApi => session::openapi(ctx, req),
         Route::Session => session::session(ctx, req),

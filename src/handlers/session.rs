@@ -25,6 +25,60 @@ pub fn openapi(_ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
     Ok(resp)
 }
 
+/// Free bytes on the file system that holds `path`.
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// `GET /readyz`: no auth; 200 when the server can do its work, else 503 naming why: the
+/// database cannot be written (a real write, at most every five seconds), a worker or
+/// delivery thread has died, or the disk beside the database is nearly full.
+pub fn readyz(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
+    let app = ctx.app;
+    let mut problems = Vec::new();
+    if let Err(why) = app.write_probe() {
+        problems.push(format!("the database cannot be written: {why}"));
+    }
+    let (workers, deliverers) = (app.engine.dead(), app.delivery.dead());
+    if workers > 0 {
+        problems.push(format!("{workers} worker threads have died"));
+    }
+    if deliverers > 0 {
+        problems.push(format!("{deliverers} delivery threads have died"));
+    }
+    let min = app.config.ready_min_free_mb.saturating_mul(1 << 20);
+    match free_bytes(&app.config.db) {
+        Some(free) if free < min => problems.push(format!(
+            "the disk is nearly full: {} MiB free beside the database, under INGOT_READY_MIN_FREE_MB ({})",
+            free >> 20,
+            app.config.ready_min_free_mb
+        )),
+        None => problems.push("the free space beside the database cannot be read".into()),
+        Some(_) => {}
+    }
+    let mut resp = if problems.is_empty() {
+        Resp::ok(&json!({ "status": "ready" }))
+    } else {
+        Resp::json(
+            503,
+            &json!({ "status": "unavailable", "message": problems.join("; "), "reasons": problems }),
+        )
+    };
+    resp.headers.push(("Cache-Control", "no-store".into()));
+    Ok(resp)
+}
+
 /// `GET /.well-known/jwks.json`: every key that may still verify a live token.
 pub fn jwks(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
     let since = tokens::retired_since(ctx.app.clock.now_ms(), ctx.app.config.token_leeway);

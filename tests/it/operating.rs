@@ -125,3 +125,29 @@ fn sigterm_with_a_slow_client_in_flight_exits_within_the_stop_timeout() {
     }
     drop(slow);
 }
+
+/// `/readyz`: ready on a healthy server; 503 naming the reason when the database refuses a
+/// write or the disk beside it is nearly full. `/healthz` stays a liveness check throughout.
+#[test]
+fn readyz_names_why_the_server_cannot_work_and_healthz_stays_live() {
+    let s = crate::harness::Server::start();
+    let r = s.call("GET", "/readyz", &[], None);
+    assert_eq!(
+        (r.status, r.json["status"].as_str()),
+        (200, Some("ready")),
+        "{}",
+        r.json
+    );
+    // The next commits fail: the probe's write does, and readyz says so.
+    s.app().store.stats.fail_next_commits(1);
+    std::thread::sleep(std::time::Duration::from_millis(5100));
+    let r = s.call("GET", "/readyz", &[], None);
+    assert_eq!(r.status, 503, "{}", r.json);
+    assert!(r.message().contains("cannot be written"), "{}", r.message());
+    assert_eq!(s.call("GET", "/healthz", &[], None).status, 200);
+    // A disk with less free space than the threshold.
+    let full = crate::harness::Server::start_configured(|c| c.ready_min_free_mb = u64::MAX >> 21);
+    let r = full.call("GET", "/readyz", &[], None);
+    assert_eq!(r.status, 503);
+    assert!(r.message().contains("nearly full"), "{}", r.message());
+}
