@@ -115,6 +115,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_OUTBOUND_ALLOW", "(unset)"),
     ("INGOT_FRAME_ANCESTORS", "(unset)"),
     ("INGOT_LOG", "info"),
+    ("INGOT_LOG_FORMAT", "text"),
 ];
 
 impl Config {

@@ -228,14 +228,36 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Whether log lines are JSON objects (`INGOT_LOG_FORMAT=json`); set once by the binary.
+pub static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The request's id: its `X-Request-Id` when that is 1 to 128 visible ASCII characters, else
+/// a new one. It is answered back and logged with the request.
+fn request_id(rq: &tiny_http::Request) -> String {
+    rq.headers()
+        .iter()
+        .find(|h| h.field.equiv("x-request-id"))
+        .map(|h| h.value.as_str().to_string())
+        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or_else(crate::ids::uuid_v4)
+}
+
 fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
     let started = Instant::now();
+    let id = request_id(&rq);
     let req = read_request(&mut rq, ctx.app.config.max_body, ctx.app.config.body_timeout);
     let (method, path) = (
         rq.method().as_str().to_string(),
         rq.url().split('?').next().unwrap_or("").to_string(),
     );
-    let resp = match req {
+    // The route's name, not the path: a path may hold a username.
+    let route = match &req {
+        Ok(r) => crate::router::route(&r.method, &r.segments)
+            .map(|route| format!("{route:?}").split('(').next().unwrap_or_default().to_string())
+            .unwrap_or_else(|_| "unknown".into()),
+        Err(_) => "unread".into(),
+    };
+    let mut resp = match req {
         Ok(req) if req.method == "OPTIONS" => preflight(),
         Ok(req) => dispatch_caught(ctx, &req),
         Err(e) => {
@@ -246,7 +268,16 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
             resp
         }
     };
-    log::info!(target: "ingot::access", "{method} {path} {} {}us", resp.status, started.elapsed().as_micros());
+    let micros = started.elapsed().as_micros();
+    if JSON_LOGS.load(Ordering::Relaxed) {
+        let line = serde_json::json!({
+            "method": method, "route": route, "status": resp.status, "duration_us": micros, "request_id": id,
+        });
+        log::info!(target: "ingot::access", "{line}");
+    } else {
+        log::info!(target: "ingot::access", "{method} {path} {} {micros}us {route} id={id}", resp.status);
+    }
+    resp.headers.push(("X-Request-Id", id));
     // Any origin may read the token-authenticated API; the cookie-authenticated console, none.
     let cors = !handlers::console::is_console(&path);
     send(rq, resp, cors);

@@ -118,11 +118,35 @@ fn config_with(db: &DbArg) -> anyhow::Result<Config> {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().filter_or("INGOT_LOG", "info"))
-        // ureq's debug lines print request headers, and a user's credential may be one of them
-        // (only Authorization and Cookie are redacted there): never let them through.
-        .filter_module("ureq", log::LevelFilter::Info)
-        .init();
+    let json = std::env::var("INGOT_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().filter_or("INGOT_LOG", "info"));
+    // ureq's debug lines print request headers, and a user's credential may be one of them
+    // (only Authorization and Cookie are redacted there): never let them through.
+    logger.filter_module("ureq", log::LevelFilter::Info);
+    if json {
+        ingot::http::JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+        logger.format(|buf, record| {
+            use std::io::Write;
+            let message = record.args().to_string();
+            let mut line = serde_json::json!({
+                "time": rfc3339(ingot::ids::now_ms()),
+                "level": record.level().as_str(),
+                "target": record.target(),
+            });
+            // An access line's message is already an object: its fields join the line's.
+            match serde_json::from_str::<serde_json::Value>(&message) {
+                Ok(serde_json::Value::Object(fields)) if record.target() == "ingot::access" => {
+                    line["message"] = "request".into();
+                    for (k, v) in fields {
+                        line[k] = v;
+                    }
+                }
+                _ => line["message"] = message.into(),
+            }
+            writeln!(buf, "{line}")
+        });
+    }
+    logger.init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("ingot: {e:#}");
         std::process::exit(1);
@@ -209,11 +233,22 @@ fn serve(listen: Option<String>, db: &DbArg) -> anyhow::Result<()> {
         std::net::TcpListener::bind(&config.listen).with_context(|| format!("while binding {}", config.listen))?;
     let handle = ingot::start(config, listener)?;
     let addr = handle.addr();
-    eprintln!("ingot listening on http://{addr}");
-    if let Some(key) = &handle.first_key {
-        eprintln!("ingot created a development API key; it is shown only this once:");
-        eprintln!("  INGOT_DEV_KEY={key}");
-        eprintln!("  try: curl -H 'Authorization: Bearer {key}' http://{addr}/users");
+    if ingot::http::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        // Every line a JSON object, and no key in a line that may be shipped with the logs.
+        log::info!(target: "ingot::serve", "listening on http://{addr}");
+        if handle.first_key.is_some() {
+            log::warn!(
+                target: "ingot::serve",
+                "a development API key was made on first start; JSON logs never print keys: make one with `ingot keys create --env development`"
+            );
+        }
+    } else {
+        eprintln!("ingot listening on http://{addr}");
+        if let Some(key) = &handle.first_key {
+            eprintln!("ingot created a development API key; it is shown only this once:");
+            eprintln!("  INGOT_DEV_KEY={key}");
+            eprintln!("  try: curl -H 'Authorization: Bearer {key}' http://{addr}/users");
+        }
     }
     let (tx, rx) = std::sync::mpsc::channel();
     ctrlc::set_handler(move || {

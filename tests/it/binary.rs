@@ -602,3 +602,90 @@ fn a_credential_that_cannot_be_a_header_never_reaches_a_log_line_even_at_trace()
     assert!(leaks.is_empty(), "a secret reached the log: {leaks:?}");
     assert!(rx.requests().is_empty(), "the bad header was never sent");
 }
+
+/// `INGOT_LOG_FORMAT=json`: every line a JSON object; a request's line has its method, route,
+/// status, duration and request id, the id taken from `X-Request-Id` (or made) and answered.
+#[test]
+fn json_logs_are_one_object_per_line_with_the_request_id_answered_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ingot.db");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .env("INGOT_LOG_FORMAT", "json")
+        .env_remove("INGOT_MASTER_KEY")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen: Vec<Value> = Vec::new();
+    let base = loop {
+        let line = lines.recv_timeout(Duration::from_secs(60)).expect("a log line");
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line: {line:?}: {e}"));
+        seen.push(v.clone());
+        let from_main = v["target"] == "ingot::serve";
+        if let Some(addr) = v["message"]
+            .as_str()
+            .and_then(|m| m.strip_prefix("listening on "))
+            .filter(|_| from_main)
+        {
+            break addr.to_string();
+        }
+    };
+    let key = ingot::admin::create_key(
+        &ingot::config::Config::from_vars(|k| (k == "INGOT_DB").then(|| db.display().to_string())).unwrap(),
+        ingot::store::Env::Development,
+        "t",
+    )
+    .unwrap()
+    .1;
+    let r = ureq::get(&format!("{base}/users/someone"))
+        .set("Authorization", &format!("Bearer {key}"))
+        .set("X-Request-Id", "req-42")
+        .call();
+    let r = match r {
+        Err(ureq::Error::Status(_, r)) | Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.header("x-request-id"), Some("req-42"));
+    let made = ureq::get(&format!("{base}/healthz")).call().unwrap();
+    assert_eq!(
+        made.header("x-request-id").map(str::len),
+        Some(36),
+        "a new id when none came"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let access = loop {
+        let line = lines.recv_timeout(Duration::from_secs(10)).expect("an access line");
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line: {line:?}: {e}"));
+        for field in ["time", "level", "target", "message"] {
+            assert!(v.get(field).is_some(), "{field} in {v}");
+        }
+        if v["request_id"] == "req-42" {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline);
+    };
+    assert_eq!(access["method"], "GET");
+    assert_eq!(
+        access["route"], "GetUser",
+        "the route, not the path (which may hold a username)"
+    );
+    assert_eq!(access["status"], 404);
+    assert!(access["duration_us"].as_u64().is_some());
+    assert!(!access.to_string().contains("someone"));
+    assert!(
+        seen.iter().all(|v| !v.to_string().contains("ingot_dev_")),
+        "no key in a JSON line"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
