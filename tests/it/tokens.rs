@@ -171,7 +171,9 @@ fn session_refuses_expired_tampered_foreign_and_unsigned_tokens() {
     let wrong_iss = claims_for(&s, &id, "eve").with_issuer("http://elsewhere");
     assert_eq!(session_status(&s, &pair.sign(wrong_iss).unwrap()), 401, "issuer");
     let mut too_long = claims_for(&s, &id, "eve");
-    too_long.expires_at = Some(now + Duration::from_secs(1801));
+    // From the token's own iat: a `now` read earlier would make the test pass or fail by the
+    // time the calls above took.
+    too_long.expires_at = Some(too_long.issued_at.unwrap() + Duration::from_secs(1801));
     assert_eq!(
         session_status(&s, &pair.sign(too_long).unwrap()),
         401,
