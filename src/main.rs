@@ -17,6 +17,77 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Read INGOT_* settings from this file (KEY=VALUE lines) before the environment's own;
+    /// without it, /etc/ingot/ingot.env is read when it exists.
+    #[arg(long, value_name = "FILE", global = true)]
+    env_file: Option<PathBuf>,
+    /// Run even as another user than the database file's owner (which can leave files the
+    /// service cannot open).
+    #[arg(long, global = true)]
+    force: bool,
+}
+
+/// The service's environment file: read once, before anything else; a variable already in the
+/// environment wins over the file.
+fn load_env_file(given: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let default = std::path::Path::new("/etc/ingot/ingot.env");
+    let path = match given {
+        Some(p) => p,
+        None if default.exists() => default,
+        None => return Ok(()),
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("while reading the environment file {}", path.display()))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            anyhow::bail!("{}:{}: expected KEY=VALUE", path.display(), n + 1);
+        };
+        let (key, value) = (key.trim(), value.trim().trim_matches('"'));
+        if std::env::var_os(key).is_none() {
+            std::env::set_var(key, value);
+        }
+    }
+    Ok(())
+}
+
+/// Commands that write the database refuse to run as another user than its owner: files they
+/// create (the WAL, a new key file) would belong to the wrong user and stop the service.
+fn check_owner(db: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(db) else { return Ok(()) };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() == me || force {
+        return Ok(());
+    }
+    let owner = user_name(meta.uid()).unwrap_or_else(|| meta.uid().to_string());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    anyhow::bail!(
+        "the database {} belongs to user {owner}; run this as that user: sudo -u {owner} ingot {} (or pass --force)",
+        db.display(),
+        args.join(" ")
+    )
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer refers to memory owned here, `buf` outlives the use of `pwd`.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if rc != 0 || out.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r filled `pw_name` with a NUL-terminated string inside `buf`.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 #[derive(Subcommand)]
@@ -105,6 +176,18 @@ enum KeysCommand {
     },
 }
 
+impl KeysCommand {
+    fn db(&self) -> &DbArg {
+        match self {
+            KeysCommand::Create { db, .. }
+            | KeysCommand::List { db }
+            | KeysCommand::Revoke { db, .. }
+            | KeysCommand::RotateSigning { db }
+            | KeysCommand::RotateMaster { db } => db,
+        }
+    }
+}
+
 fn parse_env(s: &str) -> Result<Env, String> {
     Env::parse(s).ok_or_else(|| format!("{s:?} is not an environment: use development or production"))
 }
@@ -154,6 +237,15 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    load_env_file(cli.env_file.as_deref())?;
+    let touches_db = match &cli.command {
+        Command::Verify { .. } => None,
+        Command::Serve { db, .. } | Command::Backup { db, .. } | Command::Restore { db, .. } => Some(db),
+        Command::Keys(k) => Some(k.db()),
+    };
+    if let Some(db) = touches_db {
+        check_owner(&config_with(db)?.db, cli.force)?;
+    }
     for name in Config::unknown_variables() {
         log::warn!("{name} is not a setting ingot knows; known ones: {}", known_names());
     }

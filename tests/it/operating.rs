@@ -151,3 +151,97 @@ fn readyz_names_why_the_server_cannot_work_and_healthz_stays_live() {
     assert_eq!(r.status, 503);
     assert!(r.message().contains("nearly full"), "{}", r.message());
 }
+
+/// The CLI on a service's database: it refuses to run as another user than the database's
+/// owner (naming the user to run as) unless `--force`, works as the owner (`setpriv`), and
+/// reads its settings from `--env-file`.
+#[test]
+fn the_cli_runs_as_the_databases_owner_and_reads_the_service_env_file() {
+    use std::os::unix::fs::PermissionsExt;
+    const BIN: &str = env!("CARGO_BIN_EXE_ingot");
+    let mut s = crate::harness::Server::start();
+    let db = s.db_path();
+    let dir = db.parent().unwrap().to_path_buf();
+    s.stop();
+    // The service's files belong to "nobody" (65534), as a package's would to "ingot".
+    for p in [
+        dir.clone(),
+        db.clone(),
+        dir.join("ingot.db.key"),
+        dir.join("ingot.db-wal"),
+        dir.join("ingot.db-shm"),
+        dir.join("ingot.db.lock"),
+    ] {
+        if p.exists() {
+            std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+        }
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let env_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        env_file.path(),
+        format!("# the service's settings\nINGOT_DB={}\n", db.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(env_file.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = |pre: &[&str], args: &[&str]| {
+        let (prog, rest) = match pre.split_first() {
+            Some((p, r)) => (*p, r.to_vec()),
+            None => (BIN, vec![]),
+        };
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(rest);
+        if !pre.is_empty() {
+            cmd.arg(BIN);
+        }
+        let out = cmd
+            .args(args)
+            .env_remove("INGOT_DB")
+            .env_remove("INGOT_MASTER_KEY")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let file = env_file.path().to_str().unwrap();
+    // As root: refused, naming whom to run as.
+    let (ok, text) = run(&[], &["keys", "list", "--env-file", file]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("belongs to user nobody") && text.contains("sudo -u nobody ingot keys list"),
+        "{text}"
+    );
+    // As the owner, with the service's env file: it works, and finds the database by it.
+    let as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+    let (ok, text) = run(&as_nobody, &["keys", "list", "--env-file", file]);
+    assert!(ok, "{text}");
+    assert!(text.contains("development (first start)"), "{text}");
+    let (ok, text) = run(
+        &as_nobody,
+        &[
+            "keys",
+            "create",
+            "--env",
+            "production",
+            "--name",
+            "by-owner",
+            "--env-file",
+            file,
+        ],
+    );
+    assert!(ok, "{text}");
+    // --force lets root through (the operator's choice).
+    let (ok, text) = run(&[], &["keys", "list", "--force", "--env-file", file]);
+    assert!(ok && text.contains("by-owner"), "{text}");
+    // The owner's writes left the files the owner's.
+    use std::os::unix::fs::MetadataExt;
+    for p in [db.clone(), dir.join("ingot.db.key")] {
+        assert_eq!(std::fs::metadata(&p).unwrap().uid(), 65534, "{}", p.display());
+    }
+}
