@@ -70,6 +70,8 @@ pub struct Config {
     pub backup_dir: PathBuf,
     pub backup_keep: usize,
     pub backup_every: Option<std::time::Duration>,
+    /// Where `/metrics` is served (its own listener); `None`: no metrics listener.
+    pub metrics_listen: Option<String>,
     /// Below this much free space beside the database (MiB), `/readyz` answers 503.
     pub ready_min_free_mb: u64,
     /// How long a console session lasts without use.
@@ -104,6 +106,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_INSTALL_LINK_TTL", "604800"),
     ("INGOT_CONSOLE_IDLE", "1800"),
     ("INGOT_READY_MIN_FREE_MB", "100"),
+    ("INGOT_METRICS_LISTEN", "(unset)"),
     ("INGOT_BACKUP_DIR", "<db dir>/backups"),
     ("INGOT_BACKUP_KEEP", "7"),
     ("INGOT_BACKUP_EVERY", "0"),
@@ -199,6 +202,7 @@ impl Config {
             body_timeout: seconds("INGOT_BODY_TIMEOUT", 30)?,
             write_timeout: seconds("INGOT_WRITE_TIMEOUT", 30)?,
             console_idle: seconds("INGOT_CONSOLE_IDLE", 1800)?,
+            metrics_listen: get("INGOT_METRICS_LISTEN").filter(|a| !a.trim().is_empty()),
             ready_min_free_mb: parse_num(&get, "INGOT_READY_MIN_FREE_MB", 100)? as u64,
             backup_dir: match get("INGOT_BACKUP_DIR").filter(|d| !d.is_empty()) {
                 Some(d) => PathBuf::from(d),

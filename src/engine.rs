@@ -89,6 +89,12 @@ impl Engine {
         self.ready.notify_all();
     }
 
+    /// Runs waiting for a worker, per environment (development, production).
+    pub fn waiting(&self) -> [usize; 2] {
+        let q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        [q.waiting[0].len(), q.waiting[1].len()]
+    }
+
     /// Worker threads that have ended while the engine runs (a panic outside a run).
     pub fn dead(&self) -> usize {
         self.workers
@@ -182,10 +188,16 @@ fn run(app: &App, db: &Connection, id: &str) -> Result<(), StoreError> {
         Err(StoreError::NotFound) => return Ok(()),
         Err(e) => return Err(e),
     };
+    let began = Instant::now();
     let finish = |status: &'static str, results: Value, error: Option<error_logs::ErrorLog>| {
         let id = id.to_string();
-        app.store
-            .write(move |c| executions::finish(c, &id, status, &results, error.as_ref()))
+        let done = app
+            .store
+            .write(move |c| executions::finish(c, &id, status, &results, error.as_ref()));
+        if done.is_ok() {
+            app.metrics.run(status, began.elapsed().as_secs_f64());
+        }
+        done
     };
     if user.disabled || !wf.active {
         let reason = if user.disabled {

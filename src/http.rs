@@ -269,6 +269,9 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
         }
     };
     let micros = started.elapsed().as_micros();
+    ctx.app
+        .metrics
+        .request(&route, resp.status, started.elapsed().as_secs_f64());
     if JSON_LOGS.load(Ordering::Relaxed) {
         let line = serde_json::json!({
             "method": method, "route": route, "status": resp.status, "duration_us": micros, "request_id": id,

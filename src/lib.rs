@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod http;
 pub mod ids;
 pub mod limits;
+pub mod metrics;
 pub mod oauth;
 pub mod outbound;
 pub mod router;
@@ -45,6 +46,8 @@ pub struct App {
     pub limits: limits::RateLimits,
     /// Held while an OAuth token is refreshed (see `oauth::fresh_token`).
     pub oauth_refresh: Mutex<()>,
+    /// What the server counts, for `/metrics` (see `metrics`).
+    pub metrics: Arc<metrics::Metrics>,
     /// The last write probe of `/readyz`: when, and how it went.
     probe: Mutex<Option<(std::time::Instant, Result<(), String>)>>,
     /// API key id → last use (ms), written to the database in the background so that reads
@@ -117,6 +120,8 @@ pub struct ServerHandle {
     app: Arc<App>,
     /// The development API key made on the first start of an empty database, if this was it.
     pub first_key: Option<String>,
+    /// The metrics listener, when `INGOT_METRICS_LISTEN` asks for one.
+    metrics: Option<MetricsServer>,
     /// Held while serving, so that `ingot restore` cannot replace the database underneath.
     _lock: std::fs::File,
 }
@@ -129,6 +134,11 @@ impl ServerHandle {
 
     pub fn app(&self) -> &Arc<App> {
         &self.app
+    }
+
+    /// Where the metrics listener is, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
     }
 
     /// Stops taking requests, lets the ones in flight finish, and closes the database.
@@ -145,6 +155,7 @@ impl ServerHandle {
         // always ends inside systemd's stop timeout: a slow client is cut off).
         self.server.take();
         self.edge.stop(STOP_PATIENCE);
+        self.metrics.take();
         self.app.engine.stop();
         self.app.delivery.stop();
         if let Some((tx, handle)) = self.housekeeping.take() {
@@ -185,6 +196,7 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
         limits,
         oauth_refresh: Mutex::new(()),
         probe: Mutex::new(None),
+        metrics: Arc::new(metrics::Metrics::default()),
         outbound,
         key_uses: Mutex::default(),
     });
@@ -207,6 +219,11 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
     let server =
         tiny_http::Server::from_listener_with_handler(listener, http::Edge::handler(app.clone(), edge.clone()), limits)
             .map_err(|e| anyhow::anyhow!("while starting the HTTP server: {e}"))?;
+    app.store.stats.metrics.get_or_init(|| app.metrics.clone());
+    let metrics = match &app.config.metrics_listen {
+        Some(addr) => Some(metrics_server(&app, addr, server.connection_counter())?),
+        None => None,
+    };
     let (tx, rx) = mpsc::channel::<()>();
     let hk_app = app.clone();
     let hk = std::thread::Builder::new()
@@ -239,6 +256,140 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
         housekeeping: Some((tx, hk)),
         app,
         first_key,
+        metrics,
         _lock: lock,
     })
+}
+
+/// The metrics listener: its own small server, answering `GET /metrics` only.
+fn metrics_server(
+    app: &Arc<App>,
+    addr: &str,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+) -> anyhow::Result<MetricsServer> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("while binding the metrics listener {addr}"))?;
+    let bound = listener.local_addr()?;
+    let server = Arc::new(
+        tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| anyhow::anyhow!("while starting the metrics listener: {e}"))?,
+    );
+    let (srv, app) = (server.clone(), app.clone());
+    let thread = std::thread::Builder::new()
+        .name("ingot-metrics".into())
+        .spawn(move || {
+            for rq in srv.incoming_requests() {
+                let (status, body) = if rq.url() == "/metrics" && rq.method() == &tiny_http::Method::Get {
+                    (200, app.metrics.render(&gauges(&app, &connections)))
+                } else {
+                    (404, "not found: GET /metrics\n".to_string())
+                };
+                let mut resp = tiny_http::Response::from_string(body).with_status_code(status);
+                if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                {
+                    resp.add_header(h);
+                }
+                let _ = rq.respond(resp);
+            }
+        })
+        .context("while starting the metrics thread")?;
+    log::info!("metrics on http://{bound}/metrics");
+    Ok(MetricsServer {
+        addr: bound,
+        server,
+        thread: Some(thread),
+    })
+}
+
+/// What is measured at each scrape: the run queues, the outbox, the database files, and the
+/// open connections.
+fn gauges(app: &App, connections: &std::sync::atomic::AtomicUsize) -> String {
+    let mut out = String::new();
+    let [dev, prod] = app.engine.waiting();
+    metrics::gauge(
+        &mut out,
+        "ingot_run_queue_depth",
+        "Runs waiting for a worker.",
+        &[
+            ("env=\"development\"".into(), dev as f64),
+            ("env=\"production\"".into(), prod as f64),
+        ],
+    );
+    let now = app.clock.now_ms();
+    let mut pending = Vec::new();
+    let mut oldest = Vec::new();
+    if let Ok(db) = app.store.read() {
+        for target in [store::targets::WEBHOOK, store::targets::EVENTBRIDGE] {
+            if let Ok((n, first)) = store::deliveries::pending_summary(&db, target) {
+                pending.push((format!("target=\"{target}\""), n as f64));
+                oldest.push((
+                    format!("target=\"{target}\""),
+                    first.map(|t| ((now - t).max(0)) as f64 / 1000.0).unwrap_or(0.0),
+                ));
+            }
+        }
+    }
+    metrics::gauge(
+        &mut out,
+        "ingot_deliveries_pending",
+        "Deliveries not yet made.",
+        &pending,
+    );
+    metrics::gauge(
+        &mut out,
+        "ingot_delivery_oldest_pending_seconds",
+        "Age of the oldest pending delivery.",
+        &oldest,
+    );
+    let size = |suffix: &str| {
+        let mut p = app.config.db.as_os_str().to_owned();
+        p.push(suffix);
+        std::fs::metadata(std::path::PathBuf::from(p))
+            .map(|m| m.len() as f64)
+            .unwrap_or(0.0)
+    };
+    metrics::gauge(
+        &mut out,
+        "ingot_database_bytes",
+        "Size of the database file.",
+        &[(String::new(), size(""))],
+    );
+    metrics::gauge(
+        &mut out,
+        "ingot_wal_bytes",
+        "Size of the write-ahead log.",
+        &[(String::new(), size("-wal"))],
+    );
+    metrics::gauge(
+        &mut out,
+        "ingot_open_connections",
+        "HTTP connections open on the API listener.",
+        &[(
+            String::new(),
+            connections.load(std::sync::atomic::Ordering::SeqCst) as f64,
+        )],
+    );
+    let commits = app.store.stats.commits() as f64;
+    metrics::gauge(
+        &mut out,
+        "ingot_commits",
+        "Transactions committed since start.",
+        &[(String::new(), commits)],
+    );
+    out
+}
+
+/// The metrics listener of a running server.
+struct MetricsServer {
+    addr: SocketAddr,
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -270,6 +270,12 @@ pub fn settle(app: &App, delivery: &deliveries::Delivery, at: i64, started: Inst
             attempt.error.as_deref().unwrap_or("")
         );
     }
+    let result = match status {
+        deliveries::DELIVERED => "delivered",
+        deliveries::FAILED => "failed",
+        _ => "retry",
+    };
+    app.metrics.attempt(&delivery.target, result);
     let id = delivery.id.clone();
     if let Err(e) = app
         .store

@@ -166,7 +166,7 @@ pub fn api(ctx: &Ctx, req: &Req, rest: &[String]) -> Result<Resp, ApiError> {
     if !matches!(req.method.as_str(), "GET" | "HEAD") {
         check_change(req, &s)?;
     }
-    ctx.app.limits.admit(&Subject::Key(s.key_id.clone()))?;
+    super::admit(ctx, &Subject::Key(s.key_id.clone()))?;
     if rest.first().map(String::as_str) == Some("keys") {
         return keys_route(ctx, req, s.env, &rest[1..]);
     }

@@ -31,10 +31,18 @@ pub fn dispatch(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let route = router::route(&req.method, &req.segments)?;
     let caller = auth::authenticate(ctx, req, route.auth())?;
     if let Some((_, subject)) = &caller {
-        ctx.app.limits.admit(subject)?;
+        admit(ctx, subject)?;
     }
     ctx.set_caller(caller.map(|(c, _)| c));
     run(ctx, req, route)
+}
+
+/// Counts the request against its subject's rate; a refusal is counted in the metrics too.
+pub fn admit(ctx: &Ctx, subject: &crate::limits::Subject) -> Result<(), ApiError> {
+    ctx.app
+        .limits
+        .admit(subject)
+        .inspect_err(|_| ctx.app.metrics.rate_limited())
 }
 
 /// Runs the handler of a route whose caller is already known.

@@ -79,6 +79,13 @@ pub fn enqueue_one(conn: &Connection, log: &ErrorLog, target: &str) -> Result<St
     Ok(id)
 }
 
+/// How many deliveries to `target` are pending, and when the oldest was made.
+pub fn pending_summary(conn: &Connection, target: &str) -> Result<(i64, Option<i64>)> {
+    Ok(conn
+        .prepare_cached("SELECT count(*), min(created_at) FROM deliveries WHERE target = ?1 AND status = 'pending'")?
+        .query_row([target], |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
 /// Pending deliveries of `target` that are due, oldest first, for enabled targets only.
 pub fn due(conn: &Connection, target: &str, now_ms: i64, limit: usize) -> Result<Vec<Delivery>> {
     let mut st = conn.prepare_cached(&format!(

@@ -207,6 +207,8 @@ pub struct WriterStats {
     queued: AtomicUsize,
     /// Commits still to be turned into rollbacks (a fault seam for tests).
     veto: AtomicUsize,
+    /// Where each group commit's size and time are recorded, once the server has metrics.
+    pub metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl WriterStats {
@@ -453,13 +455,13 @@ fn run_writer(conn: Connection, rx: mpsc::Receiver<Job>, stats: &WriterStats) {
             }
         }
         stats.queued.fetch_sub(batch.len(), Ordering::SeqCst);
-        run_batch(&conn, batch);
+        run_batch(&conn, batch, stats);
     }
     log::debug!("writer stopped");
 }
 
 /// Runs one group commit (or more, when SQLite rolls a transaction back on its own).
-fn run_batch(conn: &Connection, batch: Vec<Job>) {
+fn run_batch(conn: &Connection, batch: Vec<Job>, stats: &WriterStats) {
     let mut jobs = batch.into_iter().peekable();
     while jobs.peek().is_some() {
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -511,7 +513,12 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) {
             }
             continue;
         }
-        match conn.execute_batch("COMMIT") {
+        let committing = Instant::now();
+        let committed = conn.execute_batch("COMMIT");
+        if let (Ok(()), Some(m)) = (&committed, stats.metrics.get()) {
+            m.commit(replies.len(), committing.elapsed().as_secs_f64());
+        }
+        match committed {
             Ok(()) => replies.into_iter().for_each(|r| r(None)),
             Err(e) => {
                 log::error!("group commit failed: {e}");

@@ -245,3 +245,117 @@ fn the_cli_runs_as_the_databases_owner_and_reads_the_service_env_file() {
         assert_eq!(std::fs::metadata(&p).unwrap().uid(), 65534, "{}", p.display());
     }
 }
+
+/// `/metrics` on its own listener, parsed with prometheus-client's parser: the counters move
+/// with the traffic sent (requests by route and status, a 429, runs by outcome, delivery
+/// attempts, group commits), and the gauges are there.
+#[test]
+fn metrics_parse_as_prometheus_text_and_move_with_the_traffic() {
+    use serde_json::{json, Value};
+    let s = crate::harness::Server::start_configured(|c| {
+        c.metrics_listen = Some("127.0.0.1:0".into());
+        c.retry_schedule = Vec::new();
+    });
+    assert_eq!(s.config.metrics_listen.as_deref(), Some("127.0.0.1:0"));
+    let addr = s.handle.as_ref().unwrap().metrics_addr().expect("a metrics listener");
+    let scrape = || -> Vec<Value> {
+        let text = ureq::get(&format!("http://{addr}/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        let mut child = std::process::Command::new(crate::peers::python())
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/parse_metrics.py"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "prometheus-client could not parse:\n{text}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let value = |samples: &[Value], name: &str, labels: Value| -> f64 {
+        samples
+            .iter()
+            .filter(|s| s["name"] == name && labels.as_object().unwrap().iter().all(|(k, v)| &s["labels"][k] == v))
+            .map(|s| s["value"].as_f64().unwrap())
+            .sum()
+    };
+    let before = scrape();
+    // Traffic: a 404, a run that fails into a refusing webhook, and a burst past a user's rate.
+    let rx = crate::receiver::Receiver::start();
+    rx.answer(500);
+    s.req(
+        "PUT",
+        "/settings/logging/webhook",
+        Some(&json!({ "url": format!("{}/hook", rx.url) })),
+    );
+    assert_eq!(s.get("/users/nobody-here").status, 404);
+    let iid = s.create_integration(
+        json!({ "name": "m", "app": "m", "workflows": [{ "name": "w", "blocks": [{ "type": "fail" }] }] }),
+    );
+    let user = s.create_user("metered");
+    let wf = s.install(&user, &iid).remove(0);
+    s.run_and_wait_as(&s.key, &user, &wf, json!({}));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.get("/settings/logging/deliveries?status=failed").json["data"]
+        .as_array()
+        .is_none_or(|d| d.is_empty())
+    {
+        assert!(std::time::Instant::now() < deadline, "the delivery never failed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let token = s.token(&user);
+    let refused = (0..150)
+        .filter(|_| s.as_user(&token, "GET", "/session", None).status == 429)
+        .count();
+    assert!(refused > 0, "the burst went past the user's rate (20/s, bursts of 60)");
+    let after = scrape();
+    let grew = |name: &str, labels: Value| value(&after, name, labels.clone()) - value(&before, name, labels);
+    assert_eq!(
+        grew("ingot_requests_total", json!({ "route": "GetUser", "status": "404" })),
+        1.0
+    );
+    assert!(
+        grew(
+            "ingot_requests_total",
+            json!({ "route": "CreateUser", "status": "200" })
+        ) >= 1.0
+    );
+    assert!(grew("ingot_request_duration_seconds_count", json!({ "route": "GetUser" })) >= 1.0);
+    assert_eq!(grew("ingot_rate_limited_total", json!({})), refused as f64);
+    assert_eq!(
+        grew("ingot_run_duration_seconds_count", json!({ "outcome": "failed" })),
+        1.0
+    );
+    assert!(
+        grew(
+            "ingot_delivery_attempts_total",
+            json!({ "target": "webhook", "result": "failed" })
+        ) >= 1.0
+    );
+    assert!(grew("ingot_commit_batch_writes_count", json!({})) >= 5.0);
+    assert!(grew("ingot_commit_seconds_sum", json!({})) > 0.0);
+    for gauge in [
+        "ingot_run_queue_depth",
+        "ingot_deliveries_pending",
+        "ingot_delivery_oldest_pending_seconds",
+        "ingot_database_bytes",
+        "ingot_wal_bytes",
+        "ingot_open_connections",
+    ] {
+        assert!(after.iter().any(|s| s["name"] == gauge), "{gauge} is scraped");
+    }
+    assert!(value(&after, "ingot_database_bytes", json!({})) > 0.0);
+    assert!(
+        value(&after, "ingot_open_connections", json!({})) >= 1.0,
+        "the harness keeps a connection open"
+    );
+    // Nothing but /metrics there, and the API's port has no /metrics.
+    assert!(matches!(
+        ureq::get(&format!("http://{addr}/users")).call(),
+        Err(ureq::Error::Status(404, _))
+    ));
+    assert_eq!(s.call("GET", "/metrics", &[], None).status, 404);
+}

@@ -204,6 +204,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // ingot: the connections open now (the accept thread counts them)
+    live: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 enum Message {
@@ -371,12 +374,14 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
+        let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let inside_live = live.clone();
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
 
             log::debug!("Running accept thread");
-            let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let live = inside_live;
             let mut backoff = Duration::from_millis(5);
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
@@ -466,7 +471,18 @@ impl Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            live,
         })
+    }
+
+    /// ingot: how many connections are open now.
+    pub fn open_connections(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// ingot: the live count itself, for a reader that must not keep the server alive.
+    pub fn connection_counter(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.live.clone()
     }
 
     /// Returns an iterator for all the incoming requests.
