@@ -560,6 +560,51 @@ mod tests {
         assert!(fk.contains(&"users:CASCADE".to_string()), "{fk:?}");
     }
 
+    /// A database made by the previous release (schema 1) with data in it is brought forward:
+    /// its integration gets its first version, and the new columns and tables are there.
+    #[test]
+    fn a_schema_1_database_with_data_migrates_forward() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        conn.execute_batch(migrations()[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO integrations (id, env, name, app, credential_type, version, workflows, created_at, updated_at) \
+             VALUES ('i1', 'development', 'Old', 'crm', NULL, 3, '[]', 10, 20)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, schema_version());
+        let (version, at): (i64, i64) = conn
+            .query_row(
+                "SELECT version, created_at FROM integration_versions WHERE integration_id = 'i1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((version, at), (3, 20), "the current definition became its version");
+        let (icon, types): (Option<String>, String) = conn
+            .query_row(
+                "SELECT icon, credential_types FROM integrations WHERE id = 'i1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((icon, types.as_str()), (None, "[]"));
+        for table in ["install_links", "installations", "oauth_states", "console_sessions"] {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 1, "{table}");
+        }
+    }
+
     #[test]
     fn a_full_disk_is_recognised_however_it_arrives() {
         assert!(StoreError::DiskFull.is_disk_full());
