@@ -609,17 +609,27 @@ fn a_credential_that_cannot_be_a_header_never_reaches_a_log_line_even_at_trace()
 fn json_logs_are_one_object_per_line_with_the_request_id_answered_back() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ingot.db");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(&db)
-        .env("INGOT_LOG_FORMAT", "json")
-        .env_remove("INGOT_MASTER_KEY")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed when the test ends, pass or fail.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Killed(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(&db)
+            .env("INGOT_LOG_FORMAT", "json")
+            .env_remove("INGOT_MASTER_KEY")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, lines) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.0.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = tx.send(line);
@@ -686,6 +696,4 @@ fn json_logs_are_one_object_per_line_with_the_request_id_answered_back() {
         seen.iter().all(|v| !v.to_string().contains("ingot_dev_")),
         "no key in a JSON line"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
