@@ -20,6 +20,8 @@ pub struct Ctx<'a> {
     pub app: &'a App,
     reader: RefCell<Option<crate::store::Reader<'a>>>,
     caller: std::cell::OnceCell<Option<crate::handlers::auth::Caller>>,
+    /// The matched route's name, for the access line and the metrics.
+    route: RefCell<String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -28,7 +30,15 @@ impl<'a> Ctx<'a> {
             app,
             reader: RefCell::new(None),
             caller: std::cell::OnceCell::new(),
+            route: RefCell::new("unknown".into()),
         }
+    }
+
+    /// Records which route the request matched (`handlers::run` does, once): its variant's
+    /// name, never the path, which may hold a username.
+    pub fn set_route(&self, route: &crate::router::Route) {
+        let text = format!("{route:?}");
+        *self.route.borrow_mut() = text.split('(').next().unwrap_or_default().to_string();
     }
 
     /// Records who the request was authenticated as (once, in `dispatch`).
@@ -250,13 +260,6 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
         rq.method().as_str().to_string(),
         rq.url().split('?').next().unwrap_or("").to_string(),
     );
-    // The route's name, not the path: a path may hold a username.
-    let route = match &req {
-        Ok(r) => crate::router::route(&r.method, &r.segments)
-            .map(|route| format!("{route:?}").split('(').next().unwrap_or_default().to_string())
-            .unwrap_or_else(|_| "unknown".into()),
-        Err(_) => "unread".into(),
-    };
     let mut resp = match req {
         Ok(req) if req.method == "OPTIONS" => preflight(),
         Ok(req) => dispatch_caught(ctx, &req),
@@ -268,6 +271,7 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
             resp
         }
     };
+    let route = ctx.route.borrow().clone();
     let micros = started.elapsed().as_micros();
     ctx.app
         .metrics
@@ -289,12 +293,7 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
 /// The response for an error: its status, `{"message"}`, and the headers some statuses carry.
 /// The detail behind a 5xx is logged here, never sent.
 pub fn error_response(e: ApiError) -> Resp {
-    match &e {
-        ApiError::Internal(detail) => log::error!("internal error: {detail}"),
-        ApiError::Unavailable(detail) => log::warn!("unavailable: {detail}"),
-        ApiError::InsufficientStorage(detail) => log::error!("disk full: {detail}"),
-        _ => {}
-    }
+    log_detail(&e);
     let mut resp = Resp::json(e.status(), &serde_json::json!({ "message": e.public_message() }));
     match e {
         ApiError::Unauthorized => resp.headers.push(("WWW-Authenticate", "Bearer".into())),
@@ -303,6 +302,16 @@ pub fn error_response(e: ApiError) -> Resp {
         _ => {}
     }
     resp
+}
+
+/// Logs what lies behind a 5xx (never sent to the client).
+pub fn log_detail(e: &ApiError) {
+    match e {
+        ApiError::Internal(detail) => log::error!("internal error: {detail}"),
+        ApiError::Unavailable(detail) => log::warn!("unavailable: {detail}"),
+        ApiError::InsufficientStorage(detail) => log::error!("disk full: {detail}"),
+        _ => {}
+    }
 }
 
 /// Writes a response out; a client that went away is only worth a debug line.

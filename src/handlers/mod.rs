@@ -47,6 +47,7 @@ pub fn admit(ctx: &Ctx, subject: &crate::limits::Subject) -> Result<(), ApiError
 
 /// Runs the handler of a route whose caller is already known.
 pub fn run(ctx: &Ctx, req: &Req, route: Route) -> Result<Resp, ApiError> {
+    ctx.set_route(&route);
     match route {
         Route::Healthz => session::healthz(ctx, req),
         Route::Readyz => session::readyz(ctx, req),

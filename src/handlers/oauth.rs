@@ -3,7 +3,7 @@
 
 use super::{auth, workflows::scoped_user};
 use crate::error::ApiError;
-use crate::http::{error_response, Ctx, Req, Resp};
+use crate::http::{log_detail, Ctx, Req, Resp};
 use crate::ids::rfc3339;
 use crate::oauth;
 use crate::store::{credentials, integrations, oauth_states, Env, StoreError};
@@ -117,13 +117,8 @@ fn answer(req: &Req, status: u16, title: &str, text: &str) -> Resp {
 }
 
 fn refused(req: &Req, e: ApiError) -> Resp {
-    let status = e.status();
-    let text = error_response(e);
-    let message = serde_json::from_slice::<serde_json::Value>(&text.body)
-        .ok()
-        .and_then(|v| v["message"].as_str().map(str::to_string))
-        .unwrap_or_default();
-    answer(req, status, "Not connected", &message)
+    log_detail(&e);
+    answer(req, e.status(), "Not connected", &e.public_message())
 }
 
 /// `GET /oauth/callback?code&state` (or `?error&state`): no auth but the state, which is
