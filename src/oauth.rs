@@ -264,28 +264,39 @@ pub fn fresh_token(
     user_id: &str,
     force: bool,
 ) -> Result<Option<String>, String> {
-    let Some((p, secret)) = provider_of(app, db, env, integration_id).map_err(|e| {
+    let unreadable = |e: StoreError| {
         log::error!("the OAuth provider of integration {integration_id} could not be read: {e}");
         "Error: the integration's OAuth provider could not be read".to_string()
-    })?
-    else {
-        return Ok(None);
     };
-    // One refresh at a time: a refresh token may be single-use (rotated), and two workers
-    // refreshing it together would lose the credential.
-    let _one = app.oauth_refresh.lock().unwrap_or_else(|p| p.into_inner());
-    let data = read(app, db, credential_id, user_id)?;
-    let text = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
-    let (Some(access), Some(refresh)) = (text("accessToken"), text("refreshToken")) else {
+    let refreshable = integrations::oauth(db, env, integration_id)
+        .map_err(unreadable)?
+        .is_some_and(|(_, sealed)| sealed.is_some());
+    if !refreshable {
         return Ok(None);
-    };
+    }
+    // The usual case, a token that is not about to expire: sent as it is, with no lock taken
+    // and no client secret opened.
     let now = app.clock.now_ms();
-    let expiring = text("expiresAt")
-        .and_then(|t| ids::parse_rfc3339(&t))
-        .is_some_and(|at| at - now < REFRESH_MARGIN_MS);
+    if !force {
+        match held(&read(app, db, credential_id, user_id)?, now) {
+            None => return Ok(None),
+            Some((access, _, false)) => return Ok(Some(access)),
+            Some(_) => {}
+        }
+    }
+    // One refresh at a time: a refresh token may be single-use (rotated), and two workers
+    // refreshing it together would lose the credential. Read again under the lock: another
+    // worker may have refreshed it meanwhile.
+    let _one = app.oauth_refresh.lock().unwrap_or_else(|p| p.into_inner());
+    let Some((access, refresh, expiring)) = held(&read(app, db, credential_id, user_id)?, now) else {
+        return Ok(None);
+    };
     if !force && !expiring {
         return Ok(Some(access));
     }
+    let Some((p, secret)) = provider_of(app, db, env, integration_id).map_err(unreadable)? else {
+        return Ok(None);
+    };
     let mut fresh = token_request(
         app,
         env,
@@ -306,6 +317,17 @@ pub fn fresh_token(
         .map_err(|e| format!("Error: the refreshed token could not be stored: {e}"))?;
     log::info!("refreshed the OAuth access token of credential {credential_id}");
     Ok(Some(fresh.access_token))
+}
+
+/// The access and refresh tokens a credential holds, and whether the access token expires
+/// within the margin; `None` when it lacks either token.
+fn held(data: &Map<String, Value>, now: i64) -> Option<(String, String, bool)> {
+    let text = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
+    let (access, refresh) = (text("accessToken")?, text("refreshToken")?);
+    let expiring = text("expiresAt")
+        .and_then(|t| ids::parse_rfc3339(&t))
+        .is_some_and(|at| at - now < REFRESH_MARGIN_MS);
+    Some((access, refresh, expiring))
 }
 
 fn read(app: &App, db: &Connection, credential_id: &str, user_id: &str) -> Result<Map<String, Value>, String> {
