@@ -35,21 +35,17 @@ pub fn credential_for_app(ctx: &Ctx, _req: &Req, app: &str) -> Result<Resp, ApiE
     let env = auth::caller(ctx)?.env();
     let db = ctx.db()?;
     let all = types(&db, env)?;
-    let by_integration = integrations::list(&db, env)?
+    let for_app: Vec<_> = integrations::list(&db, env)?
         .into_iter()
         .filter(|i| i.app == app || i.name == app)
-        .find_map(|i| i.credential_type);
-    let name = by_integration.as_deref().unwrap_or(app);
+        .collect();
+    let name = for_app.iter().find_map(|i| i.credential_type.as_deref()).unwrap_or(app);
     let t = all
         .iter()
         .find(|t| t.name == name)
         .ok_or_else(|| ApiError::NotFound(format!("no credential type for app {app:?}")))?;
     let mut v = type_json(t);
-    if let Some(icon) = integrations::list(&db, env)?
-        .into_iter()
-        .filter(|i| i.app == app)
-        .find_map(|i| i.icon)
-    {
+    if let Some(icon) = for_app.iter().filter(|i| i.app == app).find_map(|i| i.icon.as_deref()) {
         v["icon"] = icon.into();
     }
     Ok(Resp::ok(&json!({ "data": v })))
