@@ -84,14 +84,8 @@ fn the_speakeasy_python_sdk_works_unchanged_for_every_method() {
     assert_eq!(rx.requests()[0].header("authorization"), Some("Bearer sdk-secret"));
 }
 
-#[test]
-fn the_alloy_python_sdk_works_unchanged_for_every_embedded_method() {
-    let s = Server::start();
-    let rx = Receiver::start();
-    let iid = crm(&s, &rx);
-    let mut cmd = Command::new(python());
-    cmd.arg(script("alloy_python_sdk.py"));
-    let summary = run(cmd, &s, &iid);
+/// Every method the script listed (`methods`) is among those it called (`called`).
+fn every_method_called(summary: &Value) {
     let called: Vec<&Value> = summary["called"].as_array().unwrap().iter().collect();
     let missing: Vec<&Value> = summary["methods"]
         .as_array()
@@ -100,6 +94,17 @@ fn the_alloy_python_sdk_works_unchanged_for_every_embedded_method() {
         .filter(|m| !called.contains(m))
         .collect();
     assert!(missing.is_empty(), "SDK methods not exercised: {missing:?}");
+}
+
+#[test]
+fn the_alloy_python_sdk_works_unchanged_for_every_embedded_method() {
+    let s = Server::start();
+    let rx = Receiver::start();
+    let iid = crm(&s, &rx);
+    let mut cmd = Command::new(python());
+    cmd.arg(script("alloy_python_sdk.py"));
+    let summary = run(cmd, &s, &iid);
+    every_method_called(&summary);
     let user = summary["user"].as_str().unwrap();
     assert_eq!(s.get(&format!("/users/{user}")).json["fullName"], "Py Sdk 2");
     assert_eq!(s.get("/users/py-batch").status, 404, "deleted through the SDK");
@@ -109,26 +114,14 @@ fn the_alloy_python_sdk_works_unchanged_for_every_embedded_method() {
 
 #[test]
 fn the_alloy_node_sdk_works_unchanged_for_every_embedded_method() {
-    let modules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/node-peers/node_modules");
-    assert!(
-        modules.join("alloy-node").exists(),
-        "alloy-node is not installed at {}: run `bash tests/run.sh`",
-        modules.display()
-    );
+    let modules = crate::peers::node_modules();
     let s = Server::start();
     let rx = Receiver::start();
     let iid = crm(&s, &rx);
     let mut cmd = Command::new("node");
     cmd.arg(script("alloy_node.js")).env("NODE_PATH", &modules);
     let summary = run(cmd, &s, &iid);
-    let called: Vec<&Value> = summary["called"].as_array().unwrap().iter().collect();
-    let missing: Vec<&Value> = summary["methods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| !called.contains(m))
-        .collect();
-    assert!(missing.is_empty(), "SDK methods not exercised: {missing:?}");
+    every_method_called(&summary);
     let user = summary["user"].as_str().unwrap();
     assert_eq!(s.get(&format!("/users/{user}")).status, 404, "deleted through the SDK");
     assert_eq!(rx.requests().len(), 1, "the event ran Sync once");
