@@ -16,7 +16,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<(Store, Option<String>)> {
     }
     create_private(&config.db)?;
     let secrets = Arc::new(load_secrets(config, true)?);
-    let store = Store::open(&config.db, config.sync, config.max_readers, secrets.clone())
+    let store = Store::open(config, secrets.clone())
         .with_context(|| format!("while opening the database {}", config.db.display()))?;
     let first_key = store
         .write(move |c| {
@@ -53,7 +53,7 @@ fn create_private(db: &std::path::Path) -> anyhow::Result<()> {
 /// no secrets sealed yet; otherwise a missing key is an error, never a fresh key.
 fn load_secrets(config: &Config, may_create: bool) -> anyhow::Result<Secrets> {
     let recorded = if config.db.exists() {
-        let mut conn = store::open_connection(&config.db, config.sync)?;
+        let mut conn = store::open_writer(config)?;
         store::migrate(&mut conn)?;
         meta::get(&conn, meta::MASTER_KEY_ID)?
     } else {
@@ -92,7 +92,7 @@ fn open_direct(config: &Config) -> anyhow::Result<(Connection, Secrets)> {
         bail!("no database at {}; start `ingot serve` once first", config.db.display());
     }
     let secrets = load_secrets(config, false)?;
-    let mut conn = store::open_connection(&config.db, config.sync)?;
+    let mut conn = store::open_writer(config)?;
     store::migrate(&mut conn)?;
     secrets.bind_database(&conn)?;
     Ok((conn, secrets))

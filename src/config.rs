@@ -37,6 +37,9 @@ pub struct Config {
     pub db: PathBuf,
     pub master_key: MasterKeySource,
     pub sync: SyncMode,
+    /// WAL pages after which a commit checkpoints (SQLite's PASSIVE autocheckpoint); 0: never,
+    /// for Litestream, which then does all the checkpoints.
+    pub wal_autocheckpoint: u32,
     pub max_body: usize,
     /// The `iss` of user tokens.
     pub public_url: String,
@@ -91,6 +94,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_MASTER_KEY", "(unset)"),
     ("INGOT_MASTER_KEY_FILE", "<database>.key"),
     ("INGOT_SYNC", "full"),
+    ("INGOT_WAL_AUTOCHECKPOINT", "1000"),
     ("INGOT_MAX_BODY", "1048576"),
     ("INGOT_PUBLIC_URL", "http://<listen>"),
     ("INGOT_TOKEN_LEEWAY", "5"),
@@ -203,6 +207,9 @@ impl Config {
             write_timeout: seconds("INGOT_WRITE_TIMEOUT", 30)?,
             console_idle: seconds("INGOT_CONSOLE_IDLE", 1800)?,
             metrics_listen: get("INGOT_METRICS_LISTEN").filter(|a| !a.trim().is_empty()),
+            wal_autocheckpoint: parse_num(&get, "INGOT_WAL_AUTOCHECKPOINT", 1000)?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("INGOT_WAL_AUTOCHECKPOINT is too large"))?,
             ready_min_free_mb: parse_num(&get, "INGOT_READY_MIN_FREE_MB", 100)? as u64,
             backup_dir: match get("INGOT_BACKUP_DIR").filter(|d| !d.is_empty()) {
                 Some(d) => PathBuf::from(d),

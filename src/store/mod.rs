@@ -36,7 +36,7 @@ pub mod targets;
 pub mod users;
 pub mod workflows;
 
-use crate::config::SyncMode;
+use crate::config::{Config, SyncMode};
 use crate::crypto::CryptoError;
 use rusqlite::{Connection, OpenFlags};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -153,6 +153,14 @@ pub fn open_connection(path: &Path, sync: SyncMode) -> rusqlite::Result<Connecti
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure(&conn, sync)?;
+    Ok(conn)
+}
+
+/// A connection that writes, for the server's writer or a command: checkpoints the WAL only as
+/// `INGOT_WAL_AUTOCHECKPOINT` says (never, under Litestream, which checkpoints itself).
+pub fn open_writer(config: &Config) -> rusqlite::Result<Connection> {
+    let conn = open_connection(&config.db, config.sync)?;
+    conn.pragma_update(None, "wal_autocheckpoint", config.wal_autocheckpoint)?;
     Ok(conn)
 }
 
@@ -308,8 +316,9 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) and migrates the database, and starts the writer thread.
-    pub fn open(path: &Path, sync: SyncMode, max_readers: usize, secrets: Arc<Secrets>) -> anyhow::Result<Store> {
-        let mut conn = open_connection(path, sync)?;
+    pub fn open(config: &Config, secrets: Arc<Secrets>) -> anyhow::Result<Store> {
+        let (path, sync) = (config.db.as_path(), config.sync);
+        let mut conn = open_writer(config)?;
         migrate(&mut conn)?;
         let stats = Arc::new(WriterStats::default());
         let hook = stats.clone();
@@ -329,7 +338,7 @@ impl Store {
                 open: AtomicUsize::new(0),
                 returned: Condvar::new(),
                 waiting: AtomicUsize::new(0),
-                max: max_readers.max(1),
+                max: config.max_readers.max(1),
                 closed: AtomicBool::new(false),
             },
             secrets,
@@ -620,5 +629,24 @@ mod tests {
         conn.pragma_update(None, "user_version", 999).unwrap();
         let e = migrate(&mut conn).unwrap_err().to_string();
         assert!(e.contains("newer"), "{e}");
+    }
+
+    #[test]
+    fn a_writer_checkpoints_only_as_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ingot.db");
+        let pages = |value: Option<&str>| {
+            let config = Config::from_vars(|k| match k {
+                "INGOT_DB" => Some(db.display().to_string()),
+                "INGOT_WAL_AUTOCHECKPOINT" => value.map(str::to_string),
+                _ => None,
+            })
+            .unwrap();
+            let conn = open_writer(&config).unwrap();
+            conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get::<_, i64>(0)).unwrap()
+        };
+        assert_eq!(pages(None), 1000);
+        assert_eq!(pages(Some("0")), 0, "under Litestream, ingot never checkpoints");
+        assert_eq!(pages(Some("250")), 250);
     }
 }

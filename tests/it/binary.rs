@@ -12,10 +12,10 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_ingot");
 
 /// A spawned `ingot serve`, with its address and (on first start) its printed key.
-struct Spawned {
-    child: Child,
-    base: String,
-    key: Option<String>,
+pub(crate) struct Spawned {
+    pub child: Child,
+    pub base: String,
+    pub key: Option<String>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -23,7 +23,7 @@ fn spawn(db: &Path) -> Spawned {
     spawn_with(db, &[])
 }
 
-fn spawn_with(db: &Path, vars: &[(&str, &str)]) -> Spawned {
+pub(crate) fn spawn_with(db: &Path, vars: &[(&str, &str)]) -> Spawned {
     spawn_command(Command::new(BIN), db, vars)
 }
 
@@ -71,7 +71,7 @@ fn spawn_command(mut command: Command, db: &Path, vars: &[(&str, &str)]) -> Spaw
     }
 }
 
-fn call(base: &str, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) fn call(base: &str, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let rq = ureq::request(method, &format!("{base}{path}")).set("Authorization", &format!("Bearer {key}"));
     let res = match body {
         Some(b) => rq.send_string(&b.to_string()),
@@ -109,7 +109,7 @@ fn install(base: &str, key: &str, integration: Value, username: &str) -> (String
     (user, body["data"][0]["workflowId"].as_str().unwrap().to_string())
 }
 
-fn ingot(args: &[&str], db: &Path) -> std::process::Output {
+pub(crate) fn ingot(args: &[&str], db: &Path) -> std::process::Output {
     Command::new(BIN)
         .args(args)
         .arg("--db")

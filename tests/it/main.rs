@@ -20,6 +20,7 @@ mod operating;
 mod pages;
 mod peers;
 mod receiver;
+mod replication;
 mod routes;
 mod sdks;
 mod ssrf;

