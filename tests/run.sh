@@ -40,5 +40,11 @@ if ! command -v ip >/dev/null || ! command -v unshare >/dev/null || ! command -v
     apt-get update -qq && apt-get install -y -qq iproute2 util-linux >/dev/null
 fi
 
+# The package test (tests/deb.rs) builds the .deb with cargo-deb, kept under target/ too.
+if ! target/tools/bin/cargo-deb --version 2>/dev/null | grep -q '^3\.8\.0'; then
+    echo "== installing cargo-deb into target/tools"
+    cargo install --quiet --locked --root target/tools --version 3.8.0 cargo-deb
+fi
+
 echo "== building and running the tests"
 cargo test --locked

@@ -643,7 +643,8 @@ mod tests {
             })
             .unwrap();
             let conn = open_writer(&config).unwrap();
-            conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get::<_, i64>(0)).unwrap()
+            conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get::<_, i64>(0))
+                .unwrap()
         };
         assert_eq!(pages(None), 1000);
         assert_eq!(pages(Some("0")), 0, "under Litestream, ingot never checkpoints");
