@@ -9,7 +9,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ingot");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_ingot");
+
+/// A child process that gets SIGKILL when the test is done with it, or fails.
+pub(crate) struct Killed(pub std::process::Child);
+
+impl Killed {
+    pub fn kill_9(&mut self) {
+        let _ = self.0.kill(); // SIGKILL
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
 
 /// A spawned `ingot serve`, with its address and (on first start) its printed key.
 pub(crate) struct Spawned {
@@ -28,7 +44,7 @@ pub(crate) fn spawn_with(db: &Path, vars: &[(&str, &str)]) -> Spawned {
 }
 
 /// Starts `ingot serve` through `command` (the binary itself, or a wrapper that runs it).
-fn spawn_command(mut command: Command, db: &Path, vars: &[(&str, &str)]) -> Spawned {
+pub(crate) fn spawn_command(mut command: Command, db: &Path, vars: &[(&str, &str)]) -> Spawned {
     let mut child = command
         .envs(vars.iter().copied())
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])

@@ -152,6 +152,72 @@ fn readyz_names_why_the_server_cannot_work_and_healthz_stays_live() {
     assert!(r.message().contains("nearly full"), "{}", r.message());
 }
 
+/// `/readyz` on a real filesystem failure: the database lives on an ext4 filesystem (a loop
+/// device, mounted `errors=remount-ro` in a mount namespace of the server's own) that the kernel
+/// then turns read-only after an error, as it would on a failing disk. Within the probe's
+/// interval readyz answers 503 naming the database; `/healthz` stays live.
+#[test]
+fn readyz_goes_503_when_the_databases_filesystem_turns_read_only() {
+    use crate::binary::{call, spawn_command, Killed, BIN};
+    let dir = tempfile::tempdir().unwrap();
+    let (image, mnt) = (dir.path().join("fs.img"), dir.path().join("mnt"));
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
+    let made = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    // The mount lives and dies with the server's namespace; "$@" is ingot and its arguments.
+    let mut wrapper = std::process::Command::new("unshare");
+    wrapper
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -o loop,errors=remount-ro '{}' '{}' && exec \"$@\"",
+            image.display(),
+            mnt.display()
+        ))
+        .args(["sh", BIN]);
+    let server = spawn_command(wrapper, &mnt.join("ingot.db"), &[("INGOT_READY_MIN_FREE_MB", "1")]);
+    let (base, key) = (server.base.clone(), server.key.clone().unwrap());
+    let _server = Killed(server.child);
+    let readyz = || call(&base, &key, "GET", "/readyz", None);
+    assert_eq!(readyz().0, 200, "{}", readyz().1);
+
+    // The kernel's own path for a filesystem error: ext4 remounts it read-only.
+    let loops = std::process::Command::new("losetup")
+        .arg("-j")
+        .arg(&image)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&loops.stdout).to_string();
+    let device = listing
+        .split(':')
+        .next()
+        .and_then(|d| d.strip_prefix("/dev/"))
+        .expect("the loop device");
+    std::fs::write(format!("/sys/fs/ext4/{device}/trigger_fs_error"), "ingot readyz test").unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, body) = loop {
+        let (status, body) = readyz();
+        if status != 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("the database cannot be written"),
+        "{body}"
+    );
+    assert_eq!(call(&base, &key, "GET", "/healthz", None).0, 200);
+}
+
 /// The CLI on a service's database: it refuses to run as another user than the database's
 /// owner (naming the user to run as) unless `--force`, works as the owner (`setpriv`), and
 /// reads its settings from `--env-file`.

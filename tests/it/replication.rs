@@ -4,7 +4,7 @@
 //! restored database with its key file holds every write acknowledged before the replica's last
 //! point, and the replica kept up.
 
-use crate::binary::{call, ingot, spawn_with};
+use crate::binary::{call, ingot, spawn_with, Killed};
 use crate::peers::{litestream, MotoS3, REGION};
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
@@ -24,22 +24,6 @@ const KEPT_UP: Duration = Duration::from_secs(4);
 struct Write {
     sent: Instant,
     acked: Option<Instant>,
-}
-
-/// A child process that gets SIGKILL when the test is done with it, or fails.
-struct Killed(std::process::Child);
-
-impl Killed {
-    fn kill_9(&mut self) {
-        let _ = self.0.kill(); // SIGKILL
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        self.kill_9();
-    }
 }
 
 /// `litestream` with the shipped config's variables pointed at `s3`.
