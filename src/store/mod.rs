@@ -29,6 +29,7 @@ pub mod integrations;
 pub mod keys;
 pub mod meta;
 pub mod oauth_states;
+pub mod request_keys;
 pub mod secrets;
 pub mod signing;
 pub mod stats;
@@ -547,7 +548,7 @@ mod tests {
         migrate(&mut conn).unwrap();
         let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v, migrations().len() as i64);
-        assert_eq!(v, 2, "schema.sql holds two steps");
+        assert_eq!(v, 3, "schema.sql holds three steps");
         // A second run is a no-op.
         migrate(&mut conn).unwrap();
         let fk: Vec<String> = conn
