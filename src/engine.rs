@@ -459,7 +459,7 @@ fn credential_header(
     let Some((name, value, oauth)) = credential_parts(app, db, env, wf, block)? else {
         return Ok(None);
     };
-    if outbound::is_framing_header(&name) || !outbound::is_header_name(&name) || !outbound::is_header_value(&value) {
+    if outbound::is_reserved_header(&name) || !outbound::is_header_name(&name) || !outbound::is_header_value(&value) {
         return Err(format!(
             "Error: the credential's header {name:?} cannot be sent (its value is not shown)"
         ));

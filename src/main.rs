@@ -332,7 +332,6 @@ fn serve(listen: Option<String>, db: &DbArg) -> anyhow::Result<()> {
         std::net::TcpListener::bind(&config.listen).with_context(|| format!("while binding {}", config.listen))?;
     let handle = ingot::start(config, listener)?;
     let addr = handle.addr();
-    prepare_request_signing(handle.app().clone());
     if ingot::http::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         // Every line a JSON object, and no key in a line that may be shipped with the logs.
         log::info!(target: "ingot::serve", "listening on http://{addr}");
@@ -350,6 +349,7 @@ fn serve(listen: Option<String>, db: &DbArg) -> anyhow::Result<()> {
             eprintln!("  try: curl -H 'Authorization: Bearer {key}' http://{addr}/users");
         }
     }
+    prepare_request_signing(handle.app().clone());
     let (tx, rx) = std::sync::mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = tx.send(());

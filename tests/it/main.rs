@@ -22,6 +22,7 @@ mod peers;
 mod receiver;
 mod routes;
 mod sdks;
+mod signing;
 mod ssrf;
 mod tokens;
 mod users;
