@@ -356,3 +356,91 @@ fn the_key_is_made_on_first_need_sealed_resealed_by_rotate_master_and_counted_by
     assert_eq!(pem(&s), first);
     assert_eq!(node_verifies(&first, &[case]), [true]);
 }
+
+/// Random JSON heavy in what JavaScript writes differently: numbers of every magnitude,
+/// integer-like keys, escapes and characters beyond ASCII.
+fn tricky_value(rng: &mut impl rand::Rng, depth: u32) -> Value {
+    let pick = if depth >= 3 { rng.gen_range(0..4) } else { rng.gen_range(0..6) };
+    match pick {
+        0 => Value::Null,
+        1 => Value::Bool(rng.gen()),
+        2 => tricky_number(rng),
+        3 => Value::String(tricky_string(rng)),
+        4 => Value::Array((0..rng.gen_range(0..5)).map(|_| tricky_value(rng, depth + 1)).collect()),
+        _ => {
+            const KEYS: &[&str] = &[
+                "0", "1", "2", "10", "01", "-1", "1.5", "1e3", "4294967294", "4294967295", "9007199254740993", " 1", "",
+                "a", "B", "__proto__", "é", "😀",
+            ];
+            let mut o = serde_json::Map::new();
+            for _ in 0..rng.gen_range(0..7) {
+                let key = match rng.gen_range(0..3) {
+                    0 => tricky_string(rng),
+                    1 => rng.gen_range(0u32..100_000).to_string(),
+                    _ => KEYS[rng.gen_range(0..KEYS.len())].to_string(),
+                };
+                o.insert(key, tricky_value(rng, depth + 1));
+            }
+            Value::Object(o)
+        }
+    }
+}
+
+fn tricky_number(rng: &mut impl rand::Rng) -> Value {
+    let f = match rng.gen_range(0..7) {
+        0 => return json!(rng.gen::<i64>() >> rng.gen_range(0..63)),
+        1 => return json!(rng.gen::<u64>()),
+        2 => f64::from_bits(rng.gen()),
+        3 => rng.gen_range(1.0..10.0f64) * 10f64.powi(rng.gen_range(-330..310)),
+        4 => rng.gen_range(-5i64..5) as f64 * 10f64.powi(rng.gen_range(-9..24)),
+        5 => (9007199254740992i64 + rng.gen_range(-3..4)) as f64,
+        _ => rng.gen_range(-1e6..1e6f64).round() / [1.0, 10.0, 1000.0][rng.gen_range(0..3)],
+    };
+    serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+}
+
+fn tricky_string(rng: &mut impl rand::Rng) -> String {
+    const SPECIAL: &[char] = &[
+        '"', '\\', '/', '\u{0}', '\u{8}', '\t', '\n', '\u{b}', '\u{c}', '\r', '\u{1f}', '\u{7f}', '\u{80}', 'é', '東',
+        '😀', '\u{2028}', '\u{2029}', '\u{feff}', '\u{fffd}', '\u{10ffff}',
+    ];
+    (0..rng.gen_range(0..8))
+        .map(|_| match rng.gen_range(0..3) {
+            0 => SPECIAL[rng.gen_range(0..SPECIAL.len())],
+            1 => rng.gen_range(' '..='~'),
+            _ => std::char::from_u32(rng.gen_range(0..0x11_0000)).unwrap_or('?'),
+        })
+        .collect()
+}
+
+/// The body serializer's promise, tested against the real thing: for any JSON value, the
+/// bytes ingot sends come back unchanged from Node's `JSON.stringify(JSON.parse(body))`.
+#[test]
+fn signed_json_bodies_are_fixed_points_of_nodes_json_parse_and_stringify() {
+    use rand::SeedableRng;
+    let seed: u64 = rand::random();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let bodies: Vec<String> = (0..3000)
+        .map(|_| ingot::jsjson::to_string(&tricky_value(&mut rng, 0)))
+        .collect();
+    let script = r#"
+      const bodies = JSON.parse(require("fs").readFileSync(0, "utf8"));
+      console.log(JSON.stringify(bodies.map((b) => JSON.stringify(JSON.parse(b)))));
+    "#;
+    let mut child = Command::new("node")
+        .args(["-e", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let input = serde_json::to_vec(&bodies).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success());
+    let again: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let differ: Vec<(&String, &String)> = bodies.iter().zip(&again).filter(|(a, b)| a != b).take(5).collect();
+    assert!(differ.is_empty(), "seed {seed}: ours, then Node's: {differ:#?}");
+    assert!(bodies.iter().any(|b| b.contains("e+")) && bodies.iter().any(|b| b.contains("😀")), "control");
+}
