@@ -327,7 +327,13 @@ fn run_http(
     };
     let signature = app
         .request_signing
-        .sign(db, &app.store, method, url.as_str(), body.as_deref().unwrap_or_default())
+        .sign(
+            db,
+            &app.store,
+            method,
+            url.as_str(),
+            body.as_deref().unwrap_or_default(),
+        )
         .map_err(|e| {
             log::error!("run of workflow {}: the request could not be signed: {e}", wf.id);
             "Error: the request could not be signed".to_string()

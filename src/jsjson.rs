@@ -70,7 +70,10 @@ fn array_index(key: &str) -> Option<u32> {
     if !canonical || !key.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    key.parse::<u64>().ok().filter(|i| *i < u32::MAX as u64).map(|i| i as u32)
+    key.parse::<u64>()
+        .ok()
+        .filter(|i| *i < u32::MAX as u64)
+        .map(|i| i as u32)
 }
 
 /// ECMAScript's QuoteJSONString for a string that holds no lone surrogate (no Rust string does).
@@ -131,9 +134,10 @@ pub fn number(f: f64) -> String {
             out.push('.');
             out.push_str(&digits[1..]);
         }
+        let e = n - 1;
         out.push('e');
-        out.push(if n - 1 >= 0 { '+' } else { '-' });
-        out.push_str(&(n - 1).abs().to_string());
+        out.push(if e >= 0 { '+' } else { '-' });
+        out.push_str(&e.abs().to_string());
     }
     out
 }

@@ -66,7 +66,12 @@ impl Key {
         message.extend_from_slice(body);
         let mut signature = vec![0u8; self.pair.public().modulus_len()];
         self.pair
-            .sign(&RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), &message, &mut signature)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                &message,
+                &mut signature,
+            )
             .expect("a buffer of the modulus' length takes an RSA signature");
         ids::hex(&signature)
     }
@@ -117,7 +122,8 @@ impl RequestSigner {
         }
         let (id, public, private) = generate();
         let secrets = store.secrets.clone();
-        let stored = store.write(move |c| request_keys::insert_if_none(c, &secrets, &id, &public, private.as_bytes()))?;
+        let stored =
+            store.write(move |c| request_keys::insert_if_none(c, &secrets, &id, &public, private.as_bytes()))?;
         log::info!("made the request-signing key {stored} (X-Alloy-Signature)");
         self.current_key(conn, store)?
             .ok_or_else(|| StoreError::Unavailable("the request-signing key was not stored".into()))
@@ -147,7 +153,9 @@ impl RequestSigner {
         }
         let Some((public, private)) = request_keys::get(conn, &store.secrets, &id)? else {
             // Replaced between the two reads: the next request finds the new one.
-            return Err(StoreError::Unavailable("the request-signing key changed while it was read".into()));
+            return Err(StoreError::Unavailable(
+                "the request-signing key changed while it was read".into(),
+            ));
         };
         let key = Arc::new(Key::from_der(&id, public, &private)?);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(key.clone());
@@ -187,11 +195,18 @@ mod tests {
         let public = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, ring_public(&k.public_pem()));
         let raw = ids::unhex(&sig).unwrap();
         assert!(public.verify("POSThttp://h/x?a=1{\"é\":1}".as_bytes(), &raw).is_ok());
-        for other in ["GEThttp://h/x?a=1{\"é\":1}", "POSThttp://h/x?a=2{\"é\":1}", "POSThttp://h/x?a=1{\"é\":2}"] {
+        for other in [
+            "GEThttp://h/x?a=1{\"é\":1}",
+            "POSThttp://h/x?a=2{\"é\":1}",
+            "POSThttp://h/x?a=1{\"é\":2}",
+        ] {
             assert!(public.verify(other.as_bytes(), &raw).is_err(), "{other}");
         }
         let empty = ids::unhex(&k.sign("GET", "http://h/", b"")).unwrap();
-        assert!(public.verify(b"GEThttp://h/", &empty).is_ok(), "no body: method and URL alone");
+        assert!(
+            public.verify(b"GEThttp://h/", &empty).is_ok(),
+            "no body: method and URL alone"
+        );
     }
 
     #[test]
@@ -200,8 +215,8 @@ mod tests {
         let pem = k.public_pem();
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n") && pem.ends_with("-----END PUBLIC KEY-----\n"));
         assert!(pem.lines().all(|l| l.len() <= 64));
-        use rsa::traits::PublicKeyParts;
         use rsa::pkcs8::DecodePublicKey;
+        use rsa::traits::PublicKeyParts;
         assert_eq!(rsa::RsaPublicKey::from_public_key_pem(&pem).unwrap().n().bits(), BITS);
         assert!(!format!("{k:?}").contains(&pem[27..60]));
     }

@@ -133,7 +133,14 @@ fn help_lists_every_command_and_flag() {
     }
     let keys =
         String::from_utf8_lossy(&Command::new(BIN).args(["keys", "--help"]).output().unwrap().stdout).to_string();
-    for word in ["create", "list", "revoke", "rotate-signing", "rotate-request-signing", "rotate-master"] {
+    for word in [
+        "create",
+        "list",
+        "revoke",
+        "rotate-signing",
+        "rotate-request-signing",
+        "rotate-master",
+    ] {
         assert!(keys.contains(word), "keys --help lacks {word}: {keys}");
     }
 }
@@ -218,7 +225,10 @@ fn serve_makes_the_request_signing_key_at_first_start_and_the_cli_replaces_it_li
     let mut server = spawn_with(&db, &[("INGOT_LOG", "trace")]);
     // Made in the background, before any request asks for it.
     let mut lines = Vec::new();
-    while !lines.last().is_some_and(|l: &String| l.contains("made the request-signing key")) {
+    while !lines
+        .last()
+        .is_some_and(|l: &String| l.contains("made the request-signing key"))
+    {
         lines.push(
             server
                 .lines
@@ -226,9 +236,9 @@ fn serve_makes_the_request_signing_key_at_first_start_and_the_cli_replaces_it_li
                 .expect("serve makes the request-signing key at first start"),
         );
     }
-    let secrets = ingot::store::Secrets::load(&ingot::config::MasterKeySource::File(
-        ingot::config::default_key_file(&db),
-    ))
+    let secrets = ingot::store::Secrets::load(&ingot::config::MasterKeySource::File(ingot::config::default_key_file(
+        &db,
+    )))
     .unwrap();
     let first_private = stored_private_key(&db, &secrets);
     let pem = |base: &str| {
@@ -249,8 +259,14 @@ fn serve_makes_the_request_signing_key_at_first_start_and_the_cli_replaces_it_li
     server.child.kill().unwrap();
     let _ = server.child.wait();
     lines.extend(server.lines.iter());
-    assert!(lines.iter().any(|l| l.contains("TRACE") || l.contains("DEBUG")), "control: trace logging ran");
-    for form in leak_forms(&first_private).into_iter().chain(leak_forms(&second_private)) {
+    assert!(
+        lines.iter().any(|l| l.contains("TRACE") || l.contains("DEBUG")),
+        "control: trace logging ran"
+    );
+    for form in leak_forms(&first_private)
+        .into_iter()
+        .chain(leak_forms(&second_private))
+    {
         let form = String::from_utf8_lossy(&form).to_string();
         let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(&form)).collect();
         assert!(leaks.is_empty(), "the request-signing key reached the log: {leaks:?}");
@@ -425,7 +441,9 @@ fn kill_9_while_errors_are_delivered_loses_no_delivery_and_no_log_line_holds_a_s
     );
     // The burst below counts on deliveries starting within it: let the request-signing key,
     // made in the background at first start, be ready first.
-    ureq::get(&format!("{base}/security/alloy_public_key.pem")).call().unwrap();
+    ureq::get(&format!("{base}/security/alloy_public_key.pem"))
+        .call()
+        .unwrap();
     let attempted = || {
         let (_, d) = call(&base, &key, "GET", "/settings/logging/deliveries", None);
         d["data"]
@@ -540,9 +558,9 @@ fn kill_9_while_errors_are_delivered_loses_no_delivery_and_no_log_line_holds_a_s
         let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(secret)).collect();
         assert!(leaks.is_empty(), "a secret reached the log: {leaks:?}");
     }
-    let secrets = ingot::store::Secrets::load(&ingot::config::MasterKeySource::File(
-        ingot::config::default_key_file(&db),
-    ))
+    let secrets = ingot::store::Secrets::load(&ingot::config::MasterKeySource::File(ingot::config::default_key_file(
+        &db,
+    )))
     .unwrap();
     for form in crate::signing::leak_forms(&crate::signing::stored_private_key(&db, &secrets)) {
         let form = String::from_utf8_lossy(&form).to_string();

@@ -168,7 +168,10 @@ fn a_webhook_delivery_verifies_with_nodes_crypto_verify_and_the_published_pem() 
     let got = received(&rx, 1).remove(0);
     assert_eq!(got.path, "/hooks/ingot?src=test");
     assert!(got.body.contains("Upstream said « no » 😀"), "{}", got.body);
-    assert!(got.header("webhook-signature").is_some(), "Standard Webhooks headers stay");
+    assert!(
+        got.header("webhook-signature").is_some(),
+        "Standard Webhooks headers stay"
+    );
     let case = Case::of(&rx, &got, "json");
     let cases = [
         case.clone(),
@@ -188,8 +191,17 @@ fn an_http_block_post_with_a_non_ascii_json_body_verifies_with_node() {
     assert_eq!(got.path, "/contacts/c%2042?v=1&q=%C3%A9");
     assert_eq!(got.header("Content-Type"), Some("application/json"));
     // Compact, non-ASCII as it is, and numbers as JavaScript writes them.
-    assert!(got.body.starts_with(r#"{"2":"two","10":"ten","big":1e+21,"huge":12345678901234567000,"name":"Zoë","#), "{}", got.body);
-    assert!(got.body.contains(r#""nested":{"x":[1.5,0,100,0.000001]}"#), "{}", got.body);
+    assert!(
+        got.body
+            .starts_with(r#"{"2":"two","10":"ten","big":1e+21,"huge":12345678901234567000,"name":"Zoë","#),
+        "{}",
+        got.body
+    );
+    assert!(
+        got.body.contains(r#""nested":{"x":[1.5,0,100,0.000001]}"#),
+        "{}",
+        got.body
+    );
     assert!(got.body.contains(r#""ratio":1,"small":1e-7"#), "{}", got.body);
     assert!(got.body.contains("東京 😀"), "{}", got.body);
     let case = Case::of(&rx, &got, "json");
@@ -213,7 +225,10 @@ fn a_bodiless_get_signs_method_and_url_alone() {
     let (user, wf) = one_block(&s, "get", block);
     run(&s, &user, &wf, json!({ "q": "a b" }));
     let got = received(&rx, 1).remove(0);
-    assert_eq!((got.method.as_str(), got.path.as_str(), got.body.as_str()), ("GET", "/ping?q=a%20b", ""));
+    assert_eq!(
+        (got.method.as_str(), got.path.as_str(), got.body.as_str()),
+        ("GET", "/ping?q=a%20b", "")
+    );
     let case = Case::of(&rx, &got, "none");
     let cases = [
         case.clone(),
@@ -232,7 +247,10 @@ fn a_bodiless_get_signs_method_and_url_alone() {
 fn neither_a_block_nor_a_credential_may_set_x_alloy_signature() {
     let s = Server::start();
     let block = json!({ "name": "Forge", "type": "http", "url": "http://127.0.0.1:9/", "headers": { "x-alloy-signature": "00" } });
-    let r = s.post("/integrations", json!({ "name": "forge", "app": "f", "workflows": [{ "name": "w", "blocks": [block] }] }));
+    let r = s.post(
+        "/integrations",
+        json!({ "name": "forge", "app": "f", "workflows": [{ "name": "w", "blocks": [block] }] }),
+    );
     assert_eq!(r.status, 422, "{}", r.json);
     let user = s.create_user("forger");
     let r = s.post(
@@ -261,7 +279,10 @@ fn a_token_refresh_signs_its_form_body_exactly_as_sent() {
     let got = received(&rx, 2);
     let token = &got[0];
     assert_eq!(token.path, "/oauth/token?tenant=t1");
-    assert_eq!(token.body, "grant_type=refresh_token&refresh_token=refresh%2Bme%2F%C3%B1");
+    assert_eq!(
+        token.body,
+        "grant_type=refresh_token&refresh_token=refresh%2Bme%2F%C3%B1"
+    );
     assert_eq!(got[1].header("Authorization"), Some("Bearer fresh-token"));
     let case = Case::of(&rx, token, "raw");
     let cases = [
@@ -297,7 +318,10 @@ pub fn leak_forms(der: &[u8]) -> Vec<Vec<u8>> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mid = der.len() / 2;
-    let mut forms = vec![der[mid..mid + 32].to_vec(), ingot::ids::hex(&der[mid..mid + 32]).into_bytes()];
+    let mut forms = vec![
+        der[mid..mid + 32].to_vec(),
+        ingot::ids::hex(&der[mid..mid + 32]).into_bytes(),
+    ];
     for shift in 0..3 {
         forms.push(b64.encode(&der[mid + shift..mid + shift + 48]).into_bytes());
     }
@@ -320,7 +344,9 @@ fn the_key_is_made_on_first_need_sealed_resealed_by_rotate_master_and_counted_by
     let secrets = Secrets::load(&s.config.master_key).unwrap();
     let before = ingot::backup::verify(&db, &secrets).unwrap().secrets_opened;
     let first = pem(&s);
-    let id = request_keys::current_id(&conn).unwrap().expect("the first fetch made the key");
+    let id = request_keys::current_id(&conn)
+        .unwrap()
+        .expect("the first fetch made the key");
     assert_eq!(pem(&s), first, "made once");
     let opened = ingot::backup::verify(&db, &secrets).unwrap();
     assert_eq!((opened.secrets_opened, opened.failures.len()), (before + 1, 0));
@@ -328,7 +354,10 @@ fn the_key_is_made_on_first_need_sealed_resealed_by_rotate_master_and_counted_by
     drop(conn);
     s.stop();
     for form in leak_forms(&private) {
-        assert!(!db_contains(&db, &form), "the private key is in the database file: {form:?}");
+        assert!(
+            !db_contains(&db, &form),
+            "the private key is in the database file: {form:?}"
+        );
     }
 
     s.restart();
@@ -343,10 +372,17 @@ fn the_key_is_made_on_first_need_sealed_resealed_by_rotate_master_and_counted_by
     let sealed: Vec<u8> = conn
         .query_row("SELECT private_sealed FROM request_signing_keys", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(ingot::crypto::envelope_key_id(&sealed), Some(ring.first_id()), "re-sealed");
+    assert_eq!(
+        ingot::crypto::envelope_key_id(&sealed),
+        Some(ring.first_id()),
+        "re-sealed"
+    );
     assert_eq!(request_keys::current_id(&conn).unwrap(), Some(id), "the same key");
     let only_new = Secrets::load(&s.config.master_key).unwrap();
-    assert_eq!(ingot::backup::verify(&db, &only_new).unwrap().failures, Vec::<String>::new());
+    assert_eq!(
+        ingot::backup::verify(&db, &only_new).unwrap().failures,
+        Vec::<String>::new()
+    );
     // Opened with the new master key alone after a restart, it still signs what the PEM verifies.
     s.restart();
     let rx = Receiver::start();
@@ -360,7 +396,11 @@ fn the_key_is_made_on_first_need_sealed_resealed_by_rotate_master_and_counted_by
 /// Random JSON heavy in what JavaScript writes differently: numbers of every magnitude,
 /// integer-like keys, escapes and characters beyond ASCII.
 fn tricky_value(rng: &mut impl rand::Rng, depth: u32) -> Value {
-    let pick = if depth >= 3 { rng.gen_range(0..4) } else { rng.gen_range(0..6) };
+    let pick = if depth >= 3 {
+        rng.gen_range(0..4)
+    } else {
+        rng.gen_range(0..6)
+    };
     match pick {
         0 => Value::Null,
         1 => Value::Bool(rng.gen()),
@@ -369,8 +409,24 @@ fn tricky_value(rng: &mut impl rand::Rng, depth: u32) -> Value {
         4 => Value::Array((0..rng.gen_range(0..5)).map(|_| tricky_value(rng, depth + 1)).collect()),
         _ => {
             const KEYS: &[&str] = &[
-                "0", "1", "2", "10", "01", "-1", "1.5", "1e3", "4294967294", "4294967295", "9007199254740993", " 1", "",
-                "a", "B", "__proto__", "é", "😀",
+                "0",
+                "1",
+                "2",
+                "10",
+                "01",
+                "-1",
+                "1.5",
+                "1e3",
+                "4294967294",
+                "4294967295",
+                "9007199254740993",
+                " 1",
+                "",
+                "a",
+                "B",
+                "__proto__",
+                "é",
+                "😀",
             ];
             let mut o = serde_json::Map::new();
             for _ in 0..rng.gen_range(0..7) {
@@ -396,13 +452,34 @@ fn tricky_number(rng: &mut impl rand::Rng) -> Value {
         5 => (9007199254740992i64 + rng.gen_range(-3..4)) as f64,
         _ => rng.gen_range(-1e6..1e6f64).round() / [1.0, 10.0, 1000.0][rng.gen_range(0..3)],
     };
-    serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+    serde_json::Number::from_f64(f)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 fn tricky_string(rng: &mut impl rand::Rng) -> String {
     const SPECIAL: &[char] = &[
-        '"', '\\', '/', '\u{0}', '\u{8}', '\t', '\n', '\u{b}', '\u{c}', '\r', '\u{1f}', '\u{7f}', '\u{80}', 'é', '東',
-        '😀', '\u{2028}', '\u{2029}', '\u{feff}', '\u{fffd}', '\u{10ffff}',
+        '"',
+        '\\',
+        '/',
+        '\u{0}',
+        '\u{8}',
+        '\t',
+        '\n',
+        '\u{b}',
+        '\u{c}',
+        '\r',
+        '\u{1f}',
+        '\u{7f}',
+        '\u{80}',
+        'é',
+        '東',
+        '😀',
+        '\u{2028}',
+        '\u{2029}',
+        '\u{feff}',
+        '\u{fffd}',
+        '\u{10ffff}',
     ];
     (0..rng.gen_range(0..8))
         .map(|_| match rng.gen_range(0..3) {
@@ -442,5 +519,8 @@ fn signed_json_bodies_are_fixed_points_of_nodes_json_parse_and_stringify() {
     let again: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
     let differ: Vec<(&String, &String)> = bodies.iter().zip(&again).filter(|(a, b)| a != b).take(5).collect();
     assert!(differ.is_empty(), "seed {seed}: ours, then Node's: {differ:#?}");
-    assert!(bodies.iter().any(|b| b.contains("e+")) && bodies.iter().any(|b| b.contains("😀")), "control");
+    assert!(
+        bodies.iter().any(|b| b.contains("e+")) && bodies.iter().any(|b| b.contains("😀")),
+        "control"
+    );
 }
