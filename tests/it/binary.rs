@@ -196,7 +196,8 @@ fn first_start_prints_a_development_key_that_works_and_sigterm_stops_cleanly() {
         .unwrap();
     let status = server.child.wait().unwrap();
     assert!(status.success(), "SIGTERM exit: {status:?}");
-    let rest: Vec<String> = server.lines.try_iter().collect();
+    // Read to the end of stderr: the reader thread may not have passed the last lines on yet.
+    let rest: Vec<String> = server.lines.iter().collect();
     assert!(rest.iter().any(|l| l.contains("ingot stopped")), "{rest:?}");
     // Beyond the one-time banner (its curl example repeats the key), no log line carries it.
     let leaks: Vec<&String> = rest

@@ -107,6 +107,12 @@ fn pem(s: &Server) -> String {
     pem
 }
 
+/// Makes the server's request-signing key now (it is made on first need), for tests that time
+/// their first outgoing request.
+pub fn warm_request_signing(s: &Server) {
+    pem(s);
+}
+
 /// Waits (bounded) until the receiver has `n` requests; returns them.
 fn received(rx: &Receiver, n: usize) -> Vec<Got> {
     let deadline = Instant::now() + Duration::from_secs(60);
