@@ -241,3 +241,13 @@ CREATE TABLE console_sessions (
     created_at   INTEGER NOT NULL,
     last_seen_at INTEGER NOT NULL
 );
+
+-- migration 3: the RSA key that signs every outgoing request (X-Alloy-Signature). The public
+-- half in the clear as SubjectPublicKeyInfo DER (it is published), the private half as PKCS#8
+-- DER, sealed. One row: made on first need, replaced by `ingot keys rotate-request-signing`.
+CREATE TABLE request_signing_keys (
+    id             TEXT PRIMARY KEY,
+    public_key     BLOB NOT NULL,
+    private_sealed BLOB NOT NULL,
+    created_at     INTEGER NOT NULL
+);

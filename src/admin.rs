@@ -1,7 +1,7 @@
 //! Opening a database for the server, and the operator commands behind `ingot keys`.
 
 use crate::config::{Config, MasterKeySource};
-use crate::store::{self, keys, meta, secrets, signing, Env, Secrets, Store};
+use crate::store::{self, keys, meta, request_keys, secrets, signing, Env, Secrets, Store};
 use crate::tokens;
 use anyhow::{bail, Context};
 use rusqlite::Connection;
@@ -134,6 +134,26 @@ pub fn rotate_signing(config: &Config) -> anyhow::Result<(String, Vec<String>)> 
         Ok(r) => {
             conn.execute_batch("COMMIT")?;
             Ok(r)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e.into())
+        }
+    }
+}
+
+/// `ingot keys rotate-request-signing`: replaces the key behind `X-Alloy-Signature`. A running
+/// server signs with the new key from its next request on (it asks the database which key is
+/// current each time); receivers need the new public key at once. Returns (new id, replaced ids).
+pub fn rotate_request_signing(config: &Config) -> anyhow::Result<(String, Vec<String>)> {
+    let (conn, secrets) = open_direct(config)?;
+    // Made before the transaction: it takes a while, and the server must not wait for it.
+    let (id, public, private) = crate::request_signing::generate();
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match request_keys::replace(&conn, &secrets, &id, &public, private.as_bytes()) {
+        Ok(replaced) => {
+            conn.execute_batch("COMMIT")?;
+            Ok((id, replaced))
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");

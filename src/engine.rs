@@ -11,7 +11,7 @@
 use crate::store::{credentials, error_logs, executions, integrations, workflows, Env, StoreError};
 use crate::workflow::{self, Block, DEFAULT_TIMEOUT_MS};
 use crate::{ids, App};
-use crate::{oauth, outbound};
+use crate::{oauth, outbound, request_signing};
 use base64::Engine as _;
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -285,14 +285,17 @@ fn run_http(
     let url = workflow::render(template, data, true).map_err(missing)?;
     let method = block.method.as_deref().unwrap_or("GET");
     let timeout = block.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-    app.outbound
+    let mut url = app
+        .outbound
         .policy(env)
         .check_url(&url)
         .map_err(|e| format!("Error: the block's URL is refused: {e}"))?;
+    // A fragment never goes on the wire: the URL signed is the URL the receiver is sent.
+    url.set_fragment(None);
     let mut rq = app
         .outbound
         .blocks(env)
-        .request(method, &url)
+        .request_url(method, &url)
         .timeout(Duration::from_millis(timeout));
     for (k, v) in &block.headers {
         let value = workflow::render(v, data, false).map_err(missing)?;
@@ -301,31 +304,50 @@ fn run_http(
         }
         rq = rq.set(k, &value);
     }
-    enum Body {
-        None,
-        Text(String),
-        Json(Value),
-    }
+    let has_type = block.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type"));
+    // The exact bytes sent, which `X-Alloy-Signature` covers; none for a block without a body.
     let body = match &block.body {
-        None => Body::None,
+        None => None,
         Some(Value::String(s)) => {
             let text = workflow::render(s, data, false).map_err(missing)?;
-            if !block.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
+            if !has_type {
                 rq = rq.set("Content-Type", "text/plain; charset=utf-8");
             }
-            Body::Text(text)
+            Some(text.into_bytes())
         }
-        Some(b) => Body::Json(workflow::render_json(b, data).map_err(missing)?),
+        Some(b) => {
+            let value = workflow::render_json(b, data).map_err(missing)?;
+            if !has_type {
+                rq = rq.set("Content-Type", "application/json");
+            }
+            // As JavaScript writes it: a receiver checks the signature over its own
+            // `JSON.stringify` of the parsed body.
+            Some(crate::jsjson::to_string(&value).into_bytes())
+        }
     };
+    let signature = app
+        .request_signing
+        .sign(
+            db,
+            &app.store,
+            method,
+            url.as_str(),
+            body.as_deref().unwrap_or_default(),
+        )
+        .map_err(|e| {
+            log::error!("run of workflow {}: the request could not be signed: {e}", wf.id);
+            "Error: the request could not be signed".to_string()
+        })?;
     let send = |rq: ureq::Request, credential: &Option<Credential>| {
         let rq = match credential {
             Some(c) => rq.set(&c.name, &c.value),
             None => rq,
         };
+        // Last, so that neither the block's headers nor a credential can replace it.
+        let rq = rq.set(request_signing::HEADER, &signature);
         match &body {
-            Body::None => rq.call(),
-            Body::Text(t) => rq.send_string(t),
-            Body::Json(v) => rq.send_json(v.clone()),
+            None => rq.call(),
+            Some(b) => rq.send_bytes(b),
         }
     };
     let credential = credential_header(app, db, env, wf, block)?;
@@ -443,7 +465,7 @@ fn credential_header(
     let Some((name, value, oauth)) = credential_parts(app, db, env, wf, block)? else {
         return Ok(None);
     };
-    if outbound::is_framing_header(&name) || !outbound::is_header_name(&name) || !outbound::is_header_value(&value) {
+    if outbound::is_reserved_header(&name) || !outbound::is_header_name(&name) || !outbound::is_header_value(&value) {
         return Err(format!(
             "Error: the credential's header {name:?} cannot be sent (its value is not shown)"
         ));

@@ -14,10 +14,12 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod ids;
+pub mod jsjson;
 pub mod limits;
 pub mod metrics;
 pub mod oauth;
 pub mod outbound;
+pub mod request_signing;
 pub mod router;
 pub mod store;
 pub mod tokens;
@@ -39,6 +41,8 @@ pub struct App {
     pub config: Config,
     pub store: Store,
     pub signing: SigningKeys,
+    /// The key behind `X-Alloy-Signature` on outgoing requests.
+    pub request_signing: request_signing::RequestSigner,
     pub engine: engine::Engine,
     pub delivery: delivery::Deliverer,
     pub clock: ids::Clock,
@@ -190,6 +194,7 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
         config,
         store,
         signing: SigningKeys::default(),
+        request_signing: request_signing::RequestSigner::default(),
         engine: engine::Engine::default(),
         delivery,
         clock: ids::Clock::default(),

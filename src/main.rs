@@ -100,7 +100,7 @@ enum Command {
         #[command(flatten)]
         db: DbArg,
     },
-    /// Manage API keys, the token signing key and the master key.
+    /// Manage API keys, the token signing key, the request-signing key and the master key.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Write a consistent copy of the database to PATH while the server keeps serving. The
@@ -168,6 +168,12 @@ enum KeysCommand {
         #[command(flatten)]
         db: DbArg,
     },
+    /// Replace the RSA key that signs every outgoing request (X-Alloy-Signature); a running
+    /// server signs with the new key from its next request on.
+    RotateRequestSigning {
+        #[command(flatten)]
+        db: DbArg,
+    },
     /// Re-seal every stored secret under a new master key (the server may keep running), then
     /// remove the old key from the key file.
     RotateMaster {
@@ -183,6 +189,7 @@ impl KeysCommand {
             | KeysCommand::List { db }
             | KeysCommand::Revoke { db, .. }
             | KeysCommand::RotateSigning { db }
+            | KeysCommand::RotateRequestSigning { db }
             | KeysCommand::RotateMaster { db } => db,
         }
     }
@@ -342,6 +349,7 @@ fn serve(listen: Option<String>, db: &DbArg) -> anyhow::Result<()> {
             eprintln!("  try: curl -H 'Authorization: Bearer {key}' http://{addr}/users");
         }
     }
+    prepare_request_signing(handle.app().clone());
     let (tx, rx) = std::sync::mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = tx.send(());
@@ -352,6 +360,26 @@ fn serve(listen: Option<String>, db: &DbArg) -> anyhow::Result<()> {
     handle.shutdown();
     eprintln!("ingot stopped");
     Ok(())
+}
+
+/// Makes the request-signing key in the background if this database has none yet, so that
+/// the first outgoing request does not wait for it. The library makes it on first need instead
+/// (see `ingot::request_signing`): tests start many servers that never send a request.
+fn prepare_request_signing(app: std::sync::Arc<ingot::App>) {
+    let spawned = std::thread::Builder::new()
+        .name("ingot-request-key".into())
+        .spawn(move || {
+            let made = app
+                .store
+                .read()
+                .and_then(|db| app.request_signing.key(&db, &app.store).map(|_| ()));
+            if let Err(e) = made {
+                log::warn!("the request-signing key is not ready (the first request will make it): {e}");
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("could not start making the request-signing key: {e}");
+    }
 }
 
 fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
@@ -395,6 +423,18 @@ fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
                     "none".to_string()
                 } else {
                     retired.join(", ")
+                }
+            );
+        }
+        KeysCommand::RotateRequestSigning { db } => {
+            let (id, replaced) = ingot::admin::rotate_request_signing(&config_with(&db)?)?;
+            eprintln!(
+                "outgoing requests are signed with key {id} from now on; replaced {}. Receivers \
+                 need the new public key: GET /security/alloy_public_key.pem",
+                if replaced.is_empty() {
+                    "none".to_string()
+                } else {
+                    replaced.join(", ")
                 }
             );
         }

@@ -203,8 +203,15 @@ pub fn is_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Header names that change how a request is framed or routed: never taken from a credential
-/// or a block.
+/// Header names never taken from a credential or a block: those that change how a request is
+/// framed or routed ([`is_framing_header`]), and ingot's own `X-Alloy-Signature` (ureq would
+/// send a block's copy beside ingot's, as it keeps every `X-` header set, and a receiver
+/// reading the first one would check the block's).
+pub fn is_reserved_header(name: &str) -> bool {
+    is_framing_header(name) || name.eq_ignore_ascii_case(crate::request_signing::HEADER)
+}
+
+/// Header names that change how a request is framed or routed.
 pub fn is_framing_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     matches!(
@@ -358,6 +365,8 @@ mod tests {
         assert!(!is_header_value("clé"));
         assert!(is_framing_header("Proxy-Authorization") && is_framing_header("HOST"));
         assert!(!is_framing_header("X-Api-Key"));
+        assert!(is_reserved_header("x-alloy-signature") && is_reserved_header("Host"));
+        assert!(!is_reserved_header("X-Alloy-UserId"));
         assert!(is_header_name("X-Api-Key") && !is_header_name("X Api") && !is_header_name(""));
     }
 }

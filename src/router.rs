@@ -10,6 +10,7 @@ use crate::error::ApiError;
 pub enum Route {
     Healthz,
     Jwks,
+    RequestSigningKey,
     OpenApi,
     Session,
     CreateUser,
@@ -96,7 +97,7 @@ impl Route {
     pub fn auth(&self) -> Auth {
         use Route::*;
         match self {
-            Healthz | Readyz | Jwks | OpenApi => Auth::None,
+            Healthz | Readyz | Jwks | RequestSigningKey | OpenApi => Auth::None,
             Session => Auth::UserToken,
             CreateUser
             | CreateUsersBatch
@@ -160,6 +161,7 @@ pub fn route(method: &str, segments: &[String]) -> Result<Route, ApiError> {
         ),
         ["embedded-install"] => ("GET", (method == "GET").then_some(Route::HostedInstallPage)),
         [".well-known", "jwks.json"] => ("GET", (method == "GET").then_some(Route::Jwks)),
+        ["security", "alloy_public_key.pem"] => ("GET", (method == "GET").then_some(Route::RequestSigningKey)),
         ["session"] => ("GET", (method == "GET").then_some(Route::Session)),
         ["users"] => (
             "GET, POST",
@@ -339,6 +341,14 @@ mod tests {
     #[test]
     fn a_user_named_batch_is_still_reachable_by_get() {
         assert_eq!(r("GET", "/users/batch"), Ok(Route::GetUser("batch".into())));
+    }
+
+    #[test]
+    fn the_request_signing_key_is_served_without_auth() {
+        let route = r("GET", "/security/alloy_public_key.pem").unwrap();
+        assert_eq!(route, Route::RequestSigningKey);
+        assert_eq!(route.auth(), Auth::None);
+        assert_eq!(r("POST", "/security/alloy_public_key.pem"), Err(405));
     }
 
     #[test]

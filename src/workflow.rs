@@ -290,7 +290,7 @@ pub fn parse_block(v: &Value, path: &str) -> Result<Block, DefError> {
                 Some(Value::Object(h)) => {
                     for (k, v) in h {
                         let hp = format!("{path}.headers.{k}");
-                        if !crate::outbound::is_header_name(k) || crate::outbound::is_framing_header(k) {
+                        if !crate::outbound::is_header_name(k) || crate::outbound::is_reserved_header(k) {
                             return Err(invalid(&hp, "is not a header a block may set"));
                         }
                         let v = v.as_str().ok_or_else(|| bad_type(&hp, "a string"))?;

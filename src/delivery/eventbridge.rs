@@ -1,5 +1,9 @@
 //! EventBridge delivery: `PutEvents` over the JSON 1.1 protocol, SigV4-signed (signing name
 //! `events`) with the `aws-sigv4` crate, up to 10 entries a call.
+//!
+//! These calls carry no `X-Alloy-Signature`: they go to AWS, which authenticates them by SigV4
+//! and never passes the HTTP request on. The customer receives the event from their own bus,
+//! not a request from ingot, so there is nothing of ours for them to verify.
 
 use super::{mark_target, settle, Outcome};
 use crate::store::{deliveries::Delivery, error_logs, targets};

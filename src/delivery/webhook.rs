@@ -1,9 +1,10 @@
-//! Webhook delivery with Standard Webhooks signing (where it may go is `outbound`'s rule).
+//! Webhook delivery with Standard Webhooks signing and `X-Alloy-Signature` (where it may go is
+//! `outbound`'s rule).
 
 use super::Outcome;
 use crate::outbound::header_text;
 use crate::store::{deliveries::Delivery, error_logs, targets};
-use crate::{ids, App};
+use crate::{ids, request_signing, App};
 use base64::Engine;
 use ring::hmac;
 use rusqlite::Connection;
@@ -53,12 +54,14 @@ pub fn send(app: &App, db: &Connection, d: &Delivery) -> Outcome {
         }
         Err(e) => return retry(format!("could not read the webhook settings: {e}")),
     };
-    let Some(url) = target.config["url"].as_str() else {
+    // Parsed once: the URL signed is the URL sent, in the form ureq sends it.
+    let Some(url) = target.config["url"].as_str().and_then(|u| url::Url::parse(u).ok()) else {
         return Outcome::Give {
             status_code: None,
-            error: "the webhook has no url".into(),
+            error: "the webhook has no valid url".into(),
         };
     };
+    let url = url.as_str();
     let log = match error_logs::get(db, &d.error_log_id) {
         Ok(Some(l)) => l,
         Ok(None) => {
@@ -69,7 +72,9 @@ pub fn send(app: &App, db: &Connection, d: &Delivery) -> Outcome {
         }
         Err(e) => return retry(format!("could not read the error log: {e}")),
     };
-    let body = log.document().to_string().into_bytes();
+    // As JavaScript writes it, so that a receiver's `JSON.stringify` of the parsed body gives
+    // back the bytes `X-Alloy-Signature` covers.
+    let body = crate::jsjson::to_string(&log.document()).into_bytes();
     let now = app.clock.now_ms();
     let (secret, previous) = match targets::open_secrets(&app.store.secrets, &target, now) {
         Ok((Some(s), p)) => (s, p),
@@ -92,6 +97,13 @@ pub fn send(app: &App, db: &Connection, d: &Delivery) -> Outcome {
     if let Some(Ok(old)) = previous.map(|p| sign(&p, &log.id, timestamp, &body)) {
         signature = format!("{signature} {old}");
     }
+    let alloy_signature = match app.request_signing.sign(db, &app.store, "POST", url, &body) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("a webhook delivery could not be signed: {e}");
+            return retry("the request could not be signed".into());
+        }
+    };
     let sent = app
         .outbound
         .webhooks(d.env)
@@ -100,6 +112,7 @@ pub fn send(app: &App, db: &Connection, d: &Delivery) -> Outcome {
         .set("webhook-id", &log.id)
         .set("webhook-timestamp", &timestamp.to_string())
         .set("webhook-signature", &signature)
+        .set(request_signing::HEADER, &alloy_signature)
         .set("X-Alloy-WorkflowId", &log.workflow_id)
         .set("X-Alloy-UserId", &log.user_id)
         .set("X-Alloy-BlockName", &header_text(&log.block_name))

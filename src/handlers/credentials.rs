@@ -86,9 +86,10 @@ pub(crate) fn check_header_fields(data: &Map<String, Value>) -> Result<(), ApiEr
                 "data.fieldName must be a header name (letters, digits and !#$%&'*+-.^_`|~)".into(),
             ));
         }
-        if outbound::is_framing_header(name) {
+        if outbound::is_reserved_header(name) {
             return Err(ApiError::Unprocessable(format!(
-                "data.fieldName {name:?} is refused: it would change how the request is framed or routed"
+                "data.fieldName {name:?} is refused: it would change how the request is framed or routed, \
+                 or it is ingot's own signature"
             )));
         }
     }

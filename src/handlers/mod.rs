@@ -52,6 +52,7 @@ pub fn run(ctx: &Ctx, req: &Req, route: Route) -> Result<Resp, ApiError> {
         Route::Healthz => session::healthz(ctx, req),
         Route::Readyz => session::readyz(ctx, req),
         Route::Jwks => session::jwks(ctx, req),
+        Route::RequestSigningKey => session::request_signing_key(ctx, req),
         Route::OpenApi => session::openapi(ctx, req),
         Route::Session => session::session(ctx, req),
         Route::CreateUser => users::create(ctx, req),

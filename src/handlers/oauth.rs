@@ -165,6 +165,7 @@ fn complete(ctx: &Ctx, req: &Req) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::Unprocessable("the integration no longer has an OAuth provider".into()))?;
     let tokens = oauth::exchange_code(
         ctx.app,
+        &*ctx.db()?,
         env,
         &provider,
         &secret,

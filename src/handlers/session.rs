@@ -1,4 +1,5 @@
-//! Health, the published token keys, and the session behind a user token.
+//! Health, the published keys (user tokens' JWKS, the request-signing PEM), and the session
+//! behind a user token.
 
 use super::auth;
 use crate::error::ApiError;
@@ -87,6 +88,19 @@ pub fn jwks(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
         .map(|(kid, public)| tokens::jwk(kid, public))
         .collect();
     let mut resp = Resp::ok(&json!({ "keys": keys }));
+    resp.headers.push(("Cache-Control", "public, max-age=300".into()));
+    Ok(resp)
+}
+
+/// `GET /security/alloy_public_key.pem`: no auth; the public key that verifies
+/// `X-Alloy-Signature` on every request ingot sends, as PEM SubjectPublicKeyInfo. The first
+/// fetch on a new database makes the key (see `request_signing`).
+pub fn request_signing_key(ctx: &Ctx, _req: &Req) -> Result<Resp, ApiError> {
+    let key = ctx.app.request_signing.key(&*ctx.db()?, &ctx.app.store)?;
+    let mut resp = Resp::ok(&json!({}));
+    resp.body = key.public_pem().into_bytes();
+    resp.content_type = "application/x-pem-file";
+    // Short: a key replaced by `ingot keys rotate-request-signing` is served within minutes.
     resp.headers.push(("Cache-Control", "public, max-age=300".into()));
     Ok(resp)
 }

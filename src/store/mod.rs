@@ -29,6 +29,7 @@ pub mod integrations;
 pub mod keys;
 pub mod meta;
 pub mod oauth_states;
+pub mod request_keys;
 pub mod secrets;
 pub mod signing;
 pub mod stats;
@@ -556,7 +557,7 @@ mod tests {
         migrate(&mut conn).unwrap();
         let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v, migrations().len() as i64);
-        assert_eq!(v, 2, "schema.sql holds two steps");
+        assert_eq!(v, 3, "schema.sql holds three steps");
         // A second run is a no-op.
         migrate(&mut conn).unwrap();
         let fk: Vec<String> = conn
@@ -602,7 +603,13 @@ mod tests {
             )
             .unwrap();
         assert_eq!((icon, types.as_str()), (None, "[]"));
-        for table in ["install_links", "installations", "oauth_states", "console_sessions"] {
+        for table in [
+            "install_links",
+            "installations",
+            "oauth_states",
+            "console_sessions",
+            "request_signing_keys",
+        ] {
             let n: i64 = conn
                 .query_row(
                     "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
@@ -611,6 +618,33 @@ mod tests {
                 )
                 .unwrap();
             assert_eq!(n, 1, "{table}");
+        }
+    }
+
+    /// A sealed column missing from `SEALED_COLUMNS` would be left under an old master key by
+    /// a rotation (and then lost with it) and skipped by `ingot verify`.
+    #[test]
+    fn every_sealed_column_is_listed_for_rotation_and_verify() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let columns: Vec<(String, String)> = conn
+            .prepare(
+                "SELECT m.name, c.name FROM sqlite_master m, pragma_table_info(m.name) c \
+                 WHERE m.type = 'table' AND c.name LIKE '%\\_sealed' ESCAPE '\\'",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(columns.len() >= 7, "{columns:?}");
+        for (table, column) in &columns {
+            assert!(
+                secrets::SEALED_COLUMNS
+                    .iter()
+                    .any(|c| c.table == table && c.column == column),
+                "{table}.{column} is not in SEALED_COLUMNS"
+            );
         }
     }
 

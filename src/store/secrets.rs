@@ -60,6 +60,12 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         column: "verifier_sealed",
         aad_sql: "'oauth-state:' || id",
     },
+    SealedColumn {
+        table: "request_signing_keys",
+        key: "id",
+        column: "private_sealed",
+        aad_sql: "'request-signing-key:' || id",
+    },
 ];
 
 /// The master keyring of this process, reloadable from its source.

@@ -149,7 +149,14 @@ fn help_lists_every_command_and_flag() {
     }
     let keys =
         String::from_utf8_lossy(&Command::new(BIN).args(["keys", "--help"]).output().unwrap().stdout).to_string();
-    for word in ["create", "list", "revoke", "rotate-signing", "rotate-master"] {
+    for word in [
+        "create",
+        "list",
+        "revoke",
+        "rotate-signing",
+        "rotate-request-signing",
+        "rotate-master",
+    ] {
         assert!(keys.contains(word), "keys --help lacks {word}: {keys}");
     }
 }
@@ -205,7 +212,8 @@ fn first_start_prints_a_development_key_that_works_and_sigterm_stops_cleanly() {
         .unwrap();
     let status = server.child.wait().unwrap();
     assert!(status.success(), "SIGTERM exit: {status:?}");
-    let rest: Vec<String> = server.lines.try_iter().collect();
+    // Read to the end of stderr: the reader thread may not have passed the last lines on yet.
+    let rest: Vec<String> = server.lines.iter().collect();
     assert!(rest.iter().any(|l| l.contains("ingot stopped")), "{rest:?}");
     // Beyond the one-time banner (its curl example repeats the key), no log line carries it.
     let leaks: Vec<&String> = rest
@@ -224,6 +232,62 @@ fn first_start_prints_a_development_key_that_works_and_sigterm_stops_cleanly() {
     assert_eq!(call(&again.base, &key, "GET", "/users/first", None).0, 200);
     again.child.kill().unwrap();
     let _ = again.child.wait();
+}
+
+#[test]
+fn serve_makes_the_request_signing_key_at_first_start_and_the_cli_replaces_it_live() {
+    use crate::signing::{leak_forms, stored_private_key};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ingot.db");
+    let mut server = spawn_with(&db, &[("INGOT_LOG", "trace")]);
+    // Made in the background, before any request asks for it.
+    let mut lines = Vec::new();
+    while !lines
+        .last()
+        .is_some_and(|l: &String| l.contains("made the request-signing key"))
+    {
+        lines.push(
+            server
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("serve makes the request-signing key at first start"),
+        );
+    }
+    let secrets = ingot::store::Secrets::load(&ingot::config::MasterKeySource::File(ingot::config::default_key_file(
+        &db,
+    )))
+    .unwrap();
+    let first_private = stored_private_key(&db, &secrets);
+    let pem = |base: &str| {
+        ureq::get(&format!("{base}/security/alloy_public_key.pem"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    let first = pem(&server.base);
+    let out = ingot(&["keys", "rotate-request-signing"], &db);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("/security/alloy_public_key.pem"), "{said}");
+    let second = pem(&server.base);
+    assert_ne!(first, second, "the running server serves the replaced key");
+    let second_private = stored_private_key(&db, &secrets);
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+    lines.extend(server.lines.iter());
+    assert!(
+        lines.iter().any(|l| l.contains("TRACE") || l.contains("DEBUG")),
+        "control: trace logging ran"
+    );
+    for form in leak_forms(&first_private)
+        .into_iter()
+        .chain(leak_forms(&second_private))
+    {
+        let form = String::from_utf8_lossy(&form).to_string();
+        let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(&form)).collect();
+        assert!(leaks.is_empty(), "the request-signing key reached the log: {leaks:?}");
+    }
 }
 
 #[test]
@@ -392,6 +456,11 @@ fn kill_9_while_errors_are_delivered_loses_no_delivery_and_no_log_line_holds_a_s
         &format!("/users/{user}/credentials"),
         Some(json!({ "type": "httpHeaderAuth", "data": { "fieldName": "X-Secret", "value": credential } })),
     );
+    // The burst below counts on deliveries starting within it: let the request-signing key,
+    // made in the background at first start, be ready first.
+    ureq::get(&format!("{base}/security/alloy_public_key.pem"))
+        .call()
+        .unwrap();
     let attempted = || {
         let (_, d) = call(&base, &key, "GET", "/settings/logging/deliveries", None);
         d["data"]
@@ -505,6 +574,15 @@ fn kill_9_while_errors_are_delivered_loses_no_delivery_and_no_log_line_holds_a_s
     for secret in [whsec.as_str(), &whsec[6..], moto.secret(), credential.as_str()] {
         let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(secret)).collect();
         assert!(leaks.is_empty(), "a secret reached the log: {leaks:?}");
+    }
+    let secrets = ingot::store::Secrets::load(&ingot::config::MasterKeySource::File(ingot::config::default_key_file(
+        &db,
+    )))
+    .unwrap();
+    for form in crate::signing::leak_forms(&crate::signing::stored_private_key(&db, &secrets)) {
+        let form = String::from_utf8_lossy(&form).to_string();
+        let leaks: Vec<&String> = lines.iter().filter(|l| l.contains(&form)).collect();
+        assert!(leaks.is_empty(), "the request-signing key reached the log: {leaks:?}");
     }
 }
 

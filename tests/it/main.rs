@@ -23,6 +23,7 @@ mod receiver;
 mod replication;
 mod routes;
 mod sdks;
+mod signing;
 mod ssrf;
 mod tokens;
 mod users;
