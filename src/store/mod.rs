@@ -176,6 +176,11 @@ pub fn configure(conn: &Connection, sync: SyncMode) -> rusqlite::Result<()> {
         SyncMode::Normal => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", sync)?;
+    // SQLite re-prepares a statement whenever a new value is bound to a parameter its planner
+    // looked at (`LIMIT ?`, `col = ?` outside an index): with the statement cache clearing
+    // bindings, that was a full re-parse and re-plan of the list query on every request. No
+    // query here needs a plan chosen by its parameters' values.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -683,5 +688,30 @@ mod tests {
         assert_eq!(pages(None), 1000);
         assert_eq!(pages(Some("0")), 0, "under Litestream, ingot never checkpoints");
         assert_eq!(pages(Some("250")), 250);
+    }
+
+    #[test]
+    fn a_cached_statement_is_not_prepared_again_for_new_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("ingot.db"), SyncMode::Full).unwrap();
+        migrate(&mut conn).unwrap();
+        let mut filter = users::Filter {
+            after: None,
+            prefix: None,
+            parent_workflow_id: None,
+            limit: 50,
+        };
+        for limit in [50, 10, 1, 0, 50] {
+            filter.limit = limit;
+            filter.prefix = Some(format!("p{limit}"));
+            users::list(&conn, Env::Development, &filter).unwrap();
+        }
+        // The same cached statement, with its own counter.
+        let st = conn.prepare_cached(&users::list_sql()).unwrap();
+        assert_eq!(
+            st.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "the list statement was prepared again for new values"
+        );
     }
 }

@@ -31,8 +31,8 @@ fn main() {
         Some("sign") => {
             let (kid, _public, private) = ingot::tokens::generate_key();
             let signer = ingot::tokens::Signer::from_bytes(&kid, &private).unwrap();
-            let pair = ring::signature::Ed25519KeyPair::from_seed_and_public_key(&private[..32], &private[32..])
-                .unwrap();
+            let pair =
+                ring::signature::Ed25519KeyPair::from_seed_and_public_key(&private[..32], &private[32..]).unwrap();
             // A token's signing input is about this long (header, claims, base64url).
             let input = vec![b'a'; 330];
             let rate = per_second(seconds, || {
@@ -56,7 +56,8 @@ fn main() {
             let conn = rusqlite::Connection::open(&path).unwrap();
             conn.pragma_update(None, "journal_mode", "WAL").unwrap();
             conn.pragma_update(None, "synchronous", "FULL").unwrap();
-            conn.execute_batch("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)").unwrap();
+            conn.execute_batch("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+                .unwrap();
             let mut insert = conn.prepare("INSERT INTO t (v) VALUES ('x')").unwrap();
             let rate = per_second(seconds, || {
                 insert.execute([]).unwrap();
