@@ -251,3 +251,25 @@ CREATE TABLE request_signing_keys (
     private_sealed BLOB NOT NULL,
     created_at     INTEGER NOT NULL
 );
+
+-- migration 4: /logs at size. Each index ends in (created_at, id), the order /logs pages in, so
+-- a page is read in index order with no sort; the count of an environment's logs is kept by
+-- triggers instead of counted on every /logs call.
+DROP INDEX error_logs_user;
+DROP INDEX error_logs_workflow;
+DROP INDEX error_logs_env_time;
+CREATE INDEX error_logs_user ON error_logs (env, user_id, created_at, id);
+CREATE INDEX error_logs_workflow ON error_logs (env, workflow_id, created_at, id);
+CREATE INDEX error_logs_env_time ON error_logs (env, created_at, id);
+CREATE TABLE error_log_counts (
+    env TEXT PRIMARY KEY,
+    n   INTEGER NOT NULL
+);
+INSERT INTO error_log_counts (env, n) SELECT env, count(*) FROM error_logs GROUP BY env;
+CREATE TRIGGER error_log_counted AFTER INSERT ON error_logs BEGIN
+    INSERT INTO error_log_counts (env, n) VALUES (NEW.env, 1)
+        ON CONFLICT (env) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER error_log_uncounted AFTER DELETE ON error_logs BEGIN
+    UPDATE error_log_counts SET n = n - 1 WHERE env = OLD.env;
+END;

@@ -135,31 +135,47 @@ pub struct Query {
 }
 
 /// One page of matching logs, and how many match in all.
+///
+/// The statement names only the filters given, so that SQLite picks the index that serves them
+/// (`(env, user_id, created_at, id)`, `(workflow_id, created_at, id)`, `(env, created_at, id)`)
+/// and reads a page in its order; an environment's total is kept in `error_log_counts`.
 pub fn query(conn: &Connection, q: &Query) -> Result<(Vec<ErrorLog>, i64)> {
-    const WHERE: &str = "WHERE env = ?1 AND (?2 IS NULL OR workflow_id = ?2) AND (?3 IS NULL OR user_id = ?3) \
-                         AND (?4 IS NULL OR block_type = ?4) AND (?5 IS NULL OR execution_id = ?5) \
-                         AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at <= ?7)";
-    let filters: [&dyn rusqlite::ToSql; 7] = [
-        &q.env.as_str(),
-        &q.workflow_id,
-        &q.user_id,
-        &q.block_type,
-        &q.execution_id,
-        &q.from_ms,
-        &q.to_ms,
+    let env = q.env.as_str();
+    let mut terms = vec!["env = ?1".to_string()];
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&env];
+    let filters: [(&str, Option<&dyn rusqlite::ToSql>); 6] = [
+        ("workflow_id = ", q.workflow_id.as_ref().map(|v| v as _)),
+        ("user_id = ", q.user_id.as_ref().map(|v| v as _)),
+        ("block_type = ", q.block_type.as_ref().map(|v| v as _)),
+        ("execution_id = ", q.execution_id.as_ref().map(|v| v as _)),
+        ("created_at >= ", q.from_ms.as_ref().map(|v| v as _)),
+        ("created_at <= ", q.to_ms.as_ref().map(|v| v as _)),
     ];
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM error_logs {WHERE}"))?
-        .query_row(&filters[..], |r| r.get(0))?;
+    for (term, value) in filters {
+        if let Some(value) = value {
+            values.push(value);
+            terms.push(format!("{term}?{}", values.len()));
+        }
+    }
+    let filter = terms.join(" AND ");
+    let total: i64 = if terms.len() == 1 {
+        conn.prepare_cached("SELECT coalesce((SELECT n FROM error_log_counts WHERE env = ?1), 0)")?
+            .query_row([env], |r| r.get(0))?
+    } else {
+        conn.prepare_cached(&format!("SELECT count(*) FROM error_logs WHERE {filter}"))?
+            .query_row(&values[..], |r| r.get(0))?
+    };
     // The sort column comes from SORTABLE, never from input.
     let order = if q.descending { "DESC" } else { "ASC" };
     let sql = format!(
-        "SELECT {COLUMNS} FROM error_logs {WHERE} ORDER BY {col} {order}, id {order} LIMIT ?8 OFFSET ?9",
+        "SELECT {COLUMNS} FROM error_logs WHERE {filter} ORDER BY {col} {order}, id {order} LIMIT ?{} OFFSET ?{}",
+        values.len() + 1,
+        values.len() + 2,
         col = q.sort_column
     );
-    let mut st = conn.prepare_cached(&sql)?;
     let page: [&dyn rusqlite::ToSql; 2] = [&q.limit, &q.skip];
-    let rows = st.query_map(rusqlite::params_from_iter(filters.iter().chain(page.iter())), from_row)?;
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map(rusqlite::params_from_iter(values.iter().chain(page.iter())), from_row)?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, total))
 }
 

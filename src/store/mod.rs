@@ -562,7 +562,7 @@ mod tests {
         migrate(&mut conn).unwrap();
         let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v, migrations().len() as i64);
-        assert_eq!(v, 3, "schema.sql holds three steps");
+        assert_eq!(v, 4, "schema.sql holds four steps");
         // A second run is a no-op.
         migrate(&mut conn).unwrap();
         let fk: Vec<String> = conn
@@ -713,5 +713,29 @@ mod tests {
             0,
             "the list statement was prepared again for new values"
         );
+    }
+
+    #[test]
+    fn migration_4_counts_the_logs_already_there() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &migrations()[..3] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        for (i, env) in ["development", "development", "production"].iter().enumerate() {
+            conn.execute(
+                "INSERT INTO error_logs VALUES (?1, ?2, 'u', 'w', 'e', 'b', 'http', 'B', 'x', 0, 0)",
+                rusqlite::params![format!("log{i}"), env],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let count = |env: &str| -> i64 {
+            conn.query_row("SELECT n FROM error_log_counts WHERE env = ?1", [env], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((count("development"), count("production")), (2, 1));
+        conn.execute("DELETE FROM error_logs WHERE id = 'log0'", []).unwrap();
+        assert_eq!(count("development"), 1);
     }
 }

@@ -718,10 +718,14 @@ fn deleting_a_user_leaves_no_workflow_execution_or_credential_but_keeps_error_lo
         s.get(&format!("/logs?associatedUserId={user}")).json["pagination"]["totalItems"],
         3
     );
+    let total = || s.get("/logs").json["pagination"]["totalItems"].as_i64().unwrap();
+    let before = total();
+    assert!(before >= 3, "the environment's total counts the user's logs: {before}");
     let erased = s.req("DELETE", &format!("/users/{user}/logs"), None);
     assert_eq!(erased.status, 200);
     assert!(erased.json["message"].as_str().unwrap().contains('3'));
     assert_eq!(q("error_logs", "user_id"), 0);
+    assert_eq!(total(), before - 3, "the kept total follows the erasure");
 }
 
 #[test]

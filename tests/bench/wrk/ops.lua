@@ -1,5 +1,6 @@
 -- One wrk script for every operation of tests/bench/run.sh, set by environment variables:
---   OP      create | get | list | token | delete | fixed
+--   OP      create | get | list | token | delete | fixed | path
+--   URL_PATH  for path: the request's path; "{id}" in it becomes a random id from IDS
 --   SERVER  ingot | pb
 --   AUTH    the Authorization header's value
 --   IDS     a file of ids, one per line (get, token: picked at random)
@@ -74,8 +75,12 @@ function request()
             return wrk.format("GET", "/users?limit=" .. page, headers)
         end
         return wrk.format("GET", "/api/collections/bench_users/records?perPage=" .. page .. "&skipTotal=1", headers)
+    elseif op == "path" then
+        local path = os.getenv("URL_PATH")
+        if #ids > 0 then path = path:gsub("{id}", ids[math.random(#ids)]) end
+        return wrk.format("GET", path, headers)
     end
-    return wrk.format("GET", os.getenv("FIXED_PATH") or "/healthz")
+    return wrk.format("GET", "/healthz")
 end
 
 function response(status, hdrs, body)
