@@ -74,8 +74,8 @@ run() {
     kill -STOP "$other"
     OP=$op SERVER=ingot AUTH="Bearer ${!key}" IDS="$WORK/seed-$s" REP=$rep PAGE=50 \
         LABEL="$s/$op/$rep" COUNTS="$WORK/made-$s-$rep" taskset -c "$WRK_CPU" \
-        wrk -t 2 -c "$CONN" -d "${SECS}s" --timeout 10s -s "$HERE/wrk/ops.lua" "${!url}" \
-        | grep '^RESULT' >>"$WORK/all"
+        wrk -t 2 -c "$CONN" -d "$([ "$op" = delete ] && echo $((SECS / 2)) || echo "$SECS")s" --timeout 10s \
+        -s "$HERE/wrk/ops.lua" "${!url}" | grep '^RESULT' >>"$WORK/all"
     kill -CONT "$other"
 }
 

@@ -94,9 +94,18 @@ function done(summary, latency, requests)
     local secs = summary.duration / 1e6
     local errors = summary.errors.status + summary.errors.connect + summary.errors.read
         + summary.errors.write + summary.errors.timeout
-    io.write(string.format("RESULT label=%s ok=%d errors=%d seconds=%.2f rps=%.1f p50_ms=%.3f p99_ms=%.3f\n",
+    -- A delete run that deleted everything its create run made stopped short of its time, and
+    -- its rate (over the whole run) would be too low: it says so.
+    local exhausted = 0
+    if op == "delete" then
+        exhausted = 1
+        for _, t in ipairs(threads) do
+            if t:get("n") < t:get("limit") then exhausted = 0 end
+        end
+    end
+    io.write(string.format("RESULT label=%s ok=%d errors=%d seconds=%.2f rps=%.1f p50_ms=%.3f p99_ms=%.3f exhausted=%d\n",
         os.getenv("LABEL") or "run", ok, errors, secs, ok / secs,
-        latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+        latency:percentile(50) / 1000, latency:percentile(99) / 1000, exhausted))
     local counts = os.getenv("COUNTS")
     if op == "create" and counts then
         local f = io.open(counts, "w")
