@@ -40,6 +40,13 @@ if ! command -v ip >/dev/null || ! command -v unshare >/dev/null || ! command -v
     apt-get update -qq && apt-get install -y -qq iproute2 util-linux >/dev/null
 fi
 
+# The /readyz test loop-mounts an ext4 image (mkfs.ext4, losetup); the package test's scripts
+# make the user with adduser.
+if ! command -v mkfs.ext4 >/dev/null || ! command -v losetup >/dev/null || ! command -v adduser >/dev/null; then
+    echo "== installing e2fsprogs, mount and adduser"
+    apt-get update -qq && apt-get install -y -qq e2fsprogs mount adduser >/dev/null
+fi
+
 # The package test (tests/deb.rs) builds the .deb with cargo-deb, kept under target/ too.
 if ! target/tools/bin/cargo-deb --version 2>/dev/null | grep -q '^3\.8\.0'; then
     echo "== installing cargo-deb into target/tools"
