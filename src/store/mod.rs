@@ -707,7 +707,7 @@ mod tests {
             users::list(&conn, Env::Development, &filter).unwrap();
         }
         // The same cached statement, with its own counter.
-        let st = conn.prepare_cached(&users::list_sql()).unwrap();
+        let st = conn.prepare_cached(users::list_sql()).unwrap();
         assert_eq!(
             st.get_status(rusqlite::StatementStatus::RePrepare),
             0,

@@ -75,19 +75,22 @@ pub struct Filter {
     pub limit: usize,
 }
 
-/// The statement `list` runs.
-pub fn list_sql() -> String {
-    format!(
-        "SELECT {COLUMNS} FROM users WHERE env = ?1 AND id > ?2 \
-         AND (?3 IS NULL OR substr(username, 1, length(?3)) = ?3) \
-         AND (?4 IS NULL OR EXISTS (SELECT 1 FROM workflows w WHERE w.user_id = users.id AND w.parent_workflow_id = ?4)) \
-         ORDER BY id LIMIT ?5"
-    )
+/// The statement `list` runs, made once.
+pub fn list_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {COLUMNS} FROM users WHERE env = ?1 AND id > ?2 \
+             AND (?3 IS NULL OR substr(username, 1, length(?3)) = ?3) \
+             AND (?4 IS NULL OR EXISTS (SELECT 1 FROM workflows w WHERE w.user_id = users.id AND w.parent_workflow_id = ?4)) \
+             ORDER BY id LIMIT ?5"
+        )
+    });
+    &SQL
 }
 
 /// Users in creation order.
 pub fn list(conn: &Connection, env: Env, f: &Filter) -> Result<Vec<User>> {
-    let mut st = conn.prepare_cached(&list_sql())?;
+    let mut st = conn.prepare_cached(list_sql())?;
     let rows = st.query_map(
         params![
             env.as_str(),

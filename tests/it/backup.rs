@@ -2,6 +2,7 @@
 //! acknowledged before it began, verifies, restores into a fresh directory and serves; restore
 //! refuses a running server's database and a backup whose key is wrong.
 
+use crate::binary::{outcome, BIN};
 use crate::harness::{count, open_db, Server};
 use serde_json::json;
 use std::path::Path;
@@ -9,23 +10,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ingot");
-
 fn ingot(args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_remove("INGOT_MASTER_KEY")
-        .env_remove("INGOT_DB")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    outcome(Command::new(BIN).args(args))
 }
 
 fn mode(p: &Path) -> u32 {

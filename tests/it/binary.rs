@@ -125,6 +125,24 @@ fn install(base: &str, key: &str, integration: Value, username: &str) -> (String
     (user, body["data"][0]["workflowId"].as_str().unwrap().to_string())
 }
 
+/// Runs `cmd` (an `ingot` command, maybe behind a wrapper) without the caller's database or key
+/// settings; answers whether it succeeded and what it printed (stdout, then stderr).
+pub(crate) fn outcome(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .env_remove("INGOT_DB")
+        .env_remove("INGOT_MASTER_KEY")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 pub(crate) fn ingot(args: &[&str], db: &Path) -> std::process::Output {
     Command::new(BIN)
         .args(args)

@@ -223,8 +223,8 @@ fn readyz_goes_503_when_the_databases_filesystem_turns_read_only() {
 /// reads its settings from `--env-file`.
 #[test]
 fn the_cli_runs_as_the_databases_owner_and_reads_the_service_env_file() {
+    use crate::binary::BIN;
     use std::os::unix::fs::PermissionsExt;
-    const BIN: &str = env!("CARGO_BIN_EXE_ingot");
     let mut s = crate::harness::Server::start();
     let db = s.db_path();
     let dir = db.parent().unwrap().to_path_buf();
@@ -260,20 +260,7 @@ fn the_cli_runs_as_the_databases_owner_and_reads_the_service_env_file() {
         if !pre.is_empty() {
             cmd.arg(BIN);
         }
-        let out = cmd
-            .args(args)
-            .env_remove("INGOT_DB")
-            .env_remove("INGOT_MASTER_KEY")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        crate::binary::outcome(cmd.args(args))
     };
     let file = env_file.path().to_str().unwrap();
     // As root: refused, naming whom to run as.
