@@ -21,6 +21,14 @@
     return el;
   }
   const show = (...nodes) => main.replaceChildren(...nodes);
+  // Pages draw after awaiting the API, so an older draw can finish after a newer one has
+  // begun (a button's re-render still loading when the operator moves on). Each page takes a
+  // turn when it starts; only the latest turn may draw, and signing in or out ends every turn.
+  let turns = 0;
+  const turn = () => {
+    const mine = ++turns;
+    return (...nodes) => mine === turns && show(...nodes);
+  };
   const fmt = (t) => (t ? t.replace("T", " ").slice(0, 19) : "—");
 
   async function api(method, path, body) {
@@ -63,6 +71,7 @@
   function signIn(message) {
     document.getElementById("nav").hidden = true;
     csrf = null;
+    turns++;
     const key = h("input", { type: "password", id: "api-key", autocomplete: "off", placeholder: "ingot_dev_… or ingot_prod_…" });
     const err = h("p.error", { role: "alert", text: message || "" });
     const form = h("form.card.signin", {
@@ -148,12 +157,14 @@
 
   // ---- Pages
   async function overview() {
+    const draw = turn();
     const { s, node } = await statsCharts();
     const card = (label, n, id) => h("div.card", {}, h("b", { id, text: n }), label);
-    show(h("h1", { text: "Overview" }), h("div.cards", {}, card("users", s.users, "n-users"), card("active workflows", s.activeWorkflows, "n-active"), card("runs today", s.runsToday, "n-runs"), card("errors today", s.errorsToday, "n-errors")), node);
+    draw(h("h1", { text: "Overview" }), h("div.cards", {}, card("users", s.users, "n-users"), card("active workflows", s.activeWorkflows, "n-active"), card("runs today", s.runsToday, "n-runs"), card("errors today", s.errorsToday, "n-errors")), node);
   }
 
   async function users(cursor) {
+    const draw = turn();
     const q = h("input", { type: "search", id: "user-search", placeholder: "Username starts with…", "aria-label": "Search users" });
     const table = h("tbody");
     const more = h("div.row");
@@ -165,7 +176,7 @@
       more.replaceChildren(r.nextCursor ? act("More", () => load(r.nextCursor), "secondary") : "");
     };
     q.addEventListener("input", () => load());
-    show(h("h1", { text: "Users" }), h("div.row", {}, q, create, act("Create user", async () => {
+    draw(h("h1", { text: "Users" }), h("div.row", {}, q, create, act("Create user", async () => {
       const u = await api("POST", "/users", { username: create.value });
       location.hash = `#/users/${u.userId}`;
     })), h("table", {}, h("thead", {}, h("tr", {}, h("th", { text: "Username" }), h("th", { text: "Name" }), h("th", { text: "" }), h("th", { text: "Created" }))), table), more);
@@ -173,6 +184,7 @@
   }
 
   async function user(id) {
+    const draw = turn();
     const [u, creds, wfs] = await Promise.all([api("GET", `/users/${id}`), api("GET", `/users/${id}/credentials`), api("GET", `/workflows?userId=${id}`)]);
     const again = () => user(id);
     const wfRows = [];
@@ -188,7 +200,7 @@
     const frame = h("div");
     const integrations = (await api("GET", "/integrations")).data;
     const pick = h("select", { "aria-label": "Integration to open" }, integrations.map((i) => h("option", { value: i.integrationId }, i.name)));
-    show(
+    draw(
       h("h1", { text: u.username }),
       h("p.muted", { text: `${u.fullName || ""} · created ${fmt(u.createdAt)}${u.disabled ? " · disabled" : ""}` }),
       h("div.row", {},
@@ -222,10 +234,11 @@
   }
 
   async function integrationList() {
+    const draw = turn();
     const r = await api("GET", "/integrations");
     const def = h("textarea", { id: "definition", "aria-label": "New integration definition", spellcheck: "false" });
     def.value = JSON.stringify({ name: "", app: "", credentialType: "apiKey", workflows: [{ name: "", blocks: [{ type: "http", name: "", url: "https://" }] }] }, null, 2);
-    show(h("h1", { text: "Integrations" }),
+    draw(h("h1", { text: "Integrations" }),
       h("table", {}, h("thead", {}, h("tr", {}, ["Name", "App", "Version", "Workflows", "Updated"].map((t) => h("th", { text: t })))),
         h("tbody", {}, r.data.map((i) => h("tr.click", { onclick: () => (location.hash = `#/integrations/${i.integrationId}`) }, h("td", { text: i.name }), h("td", { text: i.app }), h("td", { text: i.version }), h("td", { text: i.workflows.length }), h("td", { text: fmt(i.updatedAt) }))))),
       h("h2", { text: "New integration" }), def, saveDefinition(def));
@@ -256,6 +269,7 @@
   }
 
   async function integration(id) {
+    const draw = turn();
     const i = (await api("GET", `/integrations/${id}`)).data;
     const versions = (await api("GET", `/integrations/${id}/versions`)).data;
     const def = h("textarea", { id: "definition", "aria-label": "Integration definition", spellcheck: "false" });
@@ -263,13 +277,14 @@
     if (i.credentialTypes && i.credentialTypes.length) editable.credentialTypes = i.credentialTypes;
     if (i.oauth) editable.oauth = i.oauth;
     def.value = JSON.stringify(editable, null, 2);
-    show(h("h1", { text: i.name }), h("p.muted", { text: `${i.app} · version ${i.version}` }),
+    draw(h("h1", { text: i.name }), h("p.muted", { text: `${i.app} · version ${i.version}` }),
       h("h2", { text: "Definition" }), def, saveDefinition(def),
       h("h2", { text: "Versions" }),
       h("table", {}, h("tbody", {}, versions.map((v) => h("tr", {}, h("td", { text: `v${v.version}` }), h("td", { text: fmt(v.createdAt) }), h("td", { text: v.workflows.join(", ") }))))));
   }
 
   async function logs() {
+    const draw = turn();
     const f = { workflowId: h("input", { type: "text", id: "f-workflow", placeholder: "workflow id", "aria-label": "Workflow" }), userId: h("input", { type: "text", id: "f-user", placeholder: "user id or username", "aria-label": "User" }), blockType: h("input", { type: "text", id: "f-block", placeholder: "block type", "aria-label": "Block type" }) };
     const from = h("input", { type: "text", id: "f-from", placeholder: "from (YYYY-MM-DD)", "aria-label": "From" });
     const to = h("input", { type: "text", id: "f-to", placeholder: "to (YYYY-MM-DD)", "aria-label": "To" });
@@ -283,11 +298,12 @@
       const r = await api("GET", `/logs?limit=50&filters=${encodeURIComponent(JSON.stringify(filters))}`);
       out.replaceChildren(h("p.muted", { text: `${r.pagination.totalItems} errors` }), errorTable(r.notifications));
     };
-    show(h("h1", { text: "Error logs" }), node, h("div.row", {}, Object.values(f), from, to, act("Filter", load)), out);
+    draw(h("h1", { text: "Error logs" }), node, h("div.row", {}, Object.values(f), from, to, act("Filter", load)), out);
     await load();
   }
 
   async function settings() {
+    const draw = turn();
     const wh = await api("GET", "/settings/logging/webhook");
     const eb = await api("GET", "/settings/logging/eventbridge");
     const again = () => settings();
@@ -298,7 +314,7 @@
     const f = (id, label, value, type = "text") => [h("label", { for: id, text: label }), h("input", { type, id, value: value || "", size: 40, autocomplete: "off" })];
     const ebOn = h("input", { type: "checkbox", id: "eb-enabled", checked: eb.enabled });
     const deliveries = (await api("GET", "/settings/logging/deliveries?limit=30")).data;
-    show(
+    draw(
       h("h1", { text: "Settings › Logging" }),
       h("div.card", {}, h("h2", { text: "Webhook" }), h("label", { for: "webhook-url", text: "URL" }), url,
         h("div.row", {}, whOn, h("label", { for: "webhook-enabled", text: "On" })),
@@ -334,10 +350,11 @@
   }
 
   async function keys() {
+    const draw = turn();
     const r = await api("GET", "/keys");
     const name = h("input", { type: "text", id: "key-name", placeholder: "name", "aria-label": "Key name" });
     const made = h("div");
-    show(h("h1", { text: "API keys" }),
+    draw(h("h1", { text: "API keys" }),
       h("div.row", {}, name, act("Create key", async () => {
         const k = await api("POST", "/keys", { name: name.value || "console" });
         await keys();
@@ -349,7 +366,8 @@
   }
 
   async function route() {
-    const [, page, id] = location.hash.split("/");
+    const at = location.hash;
+    const [, page, id] = at.split("/");
     for (const a of document.querySelectorAll("nav a")) a.classList.toggle("on", a.getAttribute("href") === `#/${page}`);
     try {
       if (page === "users" && id) await user(id);
@@ -361,7 +379,7 @@
       else if (page === "keys") await keys();
       else await overview();
     } catch (e) {
-      if (e.message !== "signed out") show(h("p.error", { role: "alert", text: e.message }));
+      if (e.message !== "signed out" && location.hash === at) show(h("p.error", { role: "alert", text: e.message }));
     }
   }
   window.addEventListener("hashchange", () => csrf && route());

@@ -131,6 +131,23 @@ await go("#/settings", "#eb-state");
 seen.ebState = await page.locator("#eb-state").textContent();
 await shot("settings");
 
+// A page still loading when the operator moves on never draws over the page they went to:
+// the settings' re-render is held at its last request until the overview has drawn.
+await go("#/settings", "#deliveries");
+const deliveriesApi = "**/console/api/settings/logging/deliveries?*";
+let release;
+const held = new Promise((r) => (release = r));
+await page.route(deliveriesApi, async (r) => (await held, r.continue()));
+await page.getByRole("button", { name: "Refresh" }).click();
+await page.evaluate(() => (location.hash = "#/overview"));
+await page.locator("#n-users").waitFor();
+const answered = page.waitForResponse((r) => r.url().includes("/console/api/settings/logging/deliveries"));
+release();
+await answered;
+await page.waitForTimeout(500);
+seen.staleDraw = { deliveries: await page.locator("#deliveries").count(), overview: await page.locator("#n-users").count() };
+await page.unroute(deliveriesApi);
+
 // Error logs: the failed run, and in the chart.
 await go("#/logs", "#f-workflow");
 await page.locator("td").filter({ hasText: "Upstream said no" }).first().waitFor();

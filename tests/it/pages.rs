@@ -269,6 +269,11 @@ fn the_console_signs_in_manages_users_settings_logs_and_keys_and_refuses_a_forge
     );
     assert_eq!(seen["ebTest"], 1);
     assert_eq!(seen["ebState"], "OK");
+    assert_eq!(
+        seen["staleDraw"],
+        json!({ "deliveries": 0, "overview": 1 }),
+        "a re-render that finished late drew over the page the operator went to"
+    );
     assert!(seen["chartErrors"].as_i64().unwrap() >= 1, "{seen}");
     assert!(
         seen["defError"]
