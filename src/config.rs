@@ -64,6 +64,11 @@ pub struct Config {
     pub max_readers: usize,
     /// What one client may make the HTTP edge hold.
     pub max_connections: usize,
+    /// Request handlers that run at once (see `admission`); the rest wait their turn.
+    pub handler_turns: usize,
+    /// How long a request waits for a turn before it runs without one; not a variable, only
+    /// tests lengthen it.
+    pub handler_patience: std::time::Duration,
     pub read_timeout: std::time::Duration,
     pub idle_timeout: std::time::Duration,
     pub header_timeout: std::time::Duration,
@@ -102,6 +107,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_INTEGRATIONS_FILE", "(unset)"),
     ("INGOT_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000"),
     ("INGOT_MAX_CONNECTIONS", "512"),
+    ("INGOT_HANDLER_TURNS", "0 (two per core)"),
     ("INGOT_READERS", "16"),
     ("INGOT_RATE_PER_KEY", "0"),
     ("INGOT_RATE_PER_USER", "20,60"),
@@ -124,6 +130,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("INGOT_LOG", "info"),
     ("INGOT_LOG_FORMAT", "text"),
 ];
+
+/// How long a request waits for its turn before it runs without one (see `admission`): long
+/// enough for a line of requests to pass on a busy core, short enough that a turn holder stuck
+/// on something slow costs the others little.
+pub const HANDLER_PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Config {
     /// Reads the configuration from the process environment.
@@ -175,6 +186,11 @@ impl Config {
         if !(1..=65536).contains(&max_connections) {
             bail!("INGOT_MAX_CONNECTIONS must be between 1 and 65536");
         }
+        let handler_turns = match parse_num(&get, "INGOT_HANDLER_TURNS", 0)? {
+            0 => 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n @ 1..=4096 => n,
+            _ => bail!("INGOT_HANDLER_TURNS must be between 0 (two per core) and 4096"),
+        };
         let seconds = |name: &str, default: usize| -> anyhow::Result<std::time::Duration> {
             match parse_num(&get, name, default)? {
                 n @ 1..=3600 => Ok(std::time::Duration::from_secs(n as u64)),
@@ -200,6 +216,8 @@ impl Config {
             outbound_allow,
             frame_ancestors: parse_origins(get("INGOT_FRAME_ANCESTORS").as_deref())?,
             max_connections,
+            handler_turns,
+            handler_patience: HANDLER_PATIENCE,
             read_timeout: seconds("INGOT_READ_TIMEOUT", 30)?,
             idle_timeout: seconds("INGOT_IDLE_TIMEOUT", 30)?,
             header_timeout: seconds("INGOT_HEADER_TIMEOUT", 10)?,

@@ -22,6 +22,8 @@ pub struct Ctx<'a> {
     caller: std::cell::OnceCell<Option<crate::handlers::auth::Caller>>,
     /// The matched route's name, for the access line and the metrics.
     route: RefCell<String>,
+    /// This request's turn to run (see `admission`), held while it uses the CPU.
+    turn: RefCell<Option<crate::admission::Turn<'a>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -31,7 +33,29 @@ impl<'a> Ctx<'a> {
             reader: RefCell::new(None),
             caller: std::cell::OnceCell::new(),
             route: RefCell::new("unknown".into()),
+            turn: RefCell::new(None),
         }
+    }
+
+    /// Waits for this request's turn to run (see `admission`).
+    pub fn take_turn(&self) {
+        let turn = self.app.admission.enter();
+        *self.turn.borrow_mut() = turn;
+    }
+
+    /// Gives the turn to the next request.
+    pub fn give_turn(&self) {
+        self.turn.borrow_mut().take();
+    }
+
+    /// Runs `f`, which waits on something other than the CPU, without holding a turn.
+    pub fn outside<T>(&self, f: impl FnOnce() -> T) -> T {
+        let had = self.turn.borrow_mut().take().is_some();
+        let out = f();
+        if had {
+            self.take_turn();
+        }
+        out
     }
 
     /// Records which route the request matched (`handlers::run` does, once): its variant's
@@ -69,7 +93,7 @@ impl<'a> Ctx<'a> {
         f: impl FnOnce(&Connection) -> crate::store::Result<T> + Send + 'static,
     ) -> crate::store::Result<T> {
         self.reader.borrow_mut().take();
-        self.app.store.write(f)
+        self.outside(|| self.app.store.write(f))
     }
 }
 
@@ -262,7 +286,13 @@ fn handle(ctx: &Ctx, mut rq: tiny_http::Request) {
     );
     let mut resp = match req {
         Ok(req) if req.method == "OPTIONS" => preflight(),
-        Ok(req) => dispatch_caught(ctx, &req),
+        Ok(req) => {
+            ctx.take_turn();
+            let resp = dispatch_caught(ctx, &req);
+            ctx.reader.borrow_mut().take();
+            ctx.give_turn();
+            resp
+        }
         Err(e) => {
             // The body was not read to its end: whatever follows on this connection is
             // unframed, so nothing more is read from it.

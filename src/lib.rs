@@ -4,6 +4,7 @@
 //! returned [`ServerHandle`] is shut down; [`admin`] holds what the `ingot keys` commands do.
 
 pub mod admin;
+pub mod admission;
 pub mod backup;
 pub mod config;
 pub mod credtypes;
@@ -52,6 +53,8 @@ pub struct App {
     pub oauth_refresh: Mutex<()>,
     /// What the server counts, for `/metrics` (see `metrics`).
     pub metrics: Arc<metrics::Metrics>,
+    /// Turns for request handlers (see `admission`).
+    pub admission: admission::Admission,
     /// The last write probe of `/readyz`: when, and how it went.
     probe: Mutex<Option<(std::time::Instant, Result<(), String>)>>,
     /// API key id → last use (ms), written to the database in the background so that reads
@@ -190,7 +193,9 @@ pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<ServerHand
     let limits = limits::RateLimits::new(config.rate_per_key, config.rate_per_user);
     let mut delivery = delivery::Deliverer::new(config.retry_schedule.clone());
     delivery.idle_wait = config.delivery_idle_wait;
+    let admission = admission::Admission::new(config.handler_turns, config.handler_patience);
     let app = Arc::new(App {
+        admission,
         config,
         store,
         signing: SigningKeys::default(),

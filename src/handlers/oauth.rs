@@ -163,17 +163,23 @@ fn complete(ctx: &Ctx, req: &Req) -> Result<String, ApiError> {
         .map_err(|e| ApiError::from_store(e, "integration"))?;
     let (provider, secret) = oauth::provider_of(ctx.app, &*ctx.db()?, env, &integration.id)?
         .ok_or_else(|| ApiError::Unprocessable("the integration no longer has an OAuth provider".into()))?;
-    let tokens = oauth::exchange_code(
-        ctx.app,
-        &*ctx.db()?,
-        env,
-        &provider,
-        &secret,
-        code,
-        &pending.verifier,
-        &redirect_uri(ctx),
-    )
-    .map_err(|e| ApiError::BadGateway(format!("the code could not be exchanged: {e}")))?;
+    // A call to the provider: no turn is held while it is waited on (see `admission`).
+    let exchanged = {
+        let db = ctx.db()?;
+        ctx.outside(|| {
+            oauth::exchange_code(
+                ctx.app,
+                &db,
+                env,
+                &provider,
+                &secret,
+                code,
+                &pending.verifier,
+                &redirect_uri(ctx),
+            )
+        })
+    };
+    let tokens = exchanged.map_err(|e| ApiError::BadGateway(format!("the code could not be exchanged: {e}")))?;
     let plaintext =
         serde_json::to_vec(&oauth::credential_data(&tokens)).map_err(|e| ApiError::Internal(e.to_string()))?;
     let name = pending

@@ -25,9 +25,14 @@ fn the_writer_commits_with_synchronous_full_in_wal_mode() {
     assert_eq!(writer_pragma::<i64>(&normal, "synchronous"), 1);
 }
 
+/// Also: a request waiting for its commit gives its turn back (see `admission`). With one turn
+/// and patience longer than the test, the forty could not all queue otherwise.
 #[test]
-fn concurrent_writes_waiting_for_the_writer_share_one_commit() {
-    let s = Server::start();
+fn concurrent_writes_waiting_for_the_writer_share_one_commit_and_give_back_their_turns() {
+    let s = Server::start_configured(|c| {
+        c.handler_turns = 1;
+        c.handler_patience = Duration::from_secs(120);
+    });
     let app = s.app().clone();
     // Hold the writer inside one write until every create below is queued behind it.
     let (started_tx, started_rx) = mpsc::channel::<()>();
@@ -77,6 +82,7 @@ fn concurrent_writes_waiting_for_the_writer_share_one_commit() {
         "{WRITES} queued writes took {commits} commits"
     );
     assert_eq!(s.get("/users?q=batched").json["data"].as_array().unwrap().len(), WRITES);
+    assert_eq!(app.admission.impatient(), 0, "every request ran in its turn");
 }
 
 #[test]
