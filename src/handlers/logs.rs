@@ -81,8 +81,10 @@ fn time_bound(v: Option<&Value>, name: &str) -> Result<Option<i64>, ApiError> {
     }
 }
 
-/// `GET /logs?workflowId&associatedUserId&skip&limit&sortBy&sortOrder&filters`, where `filters`
-/// is a JSON object with any of `workflowId`, `userId`, `blockType`, `executionId`, `from`, `to`.
+/// `GET /logs?workflowId&associatedUserId&skip&limit&sortBy&sortOrder&filters&cursor`, where
+/// `filters` is a JSON object with any of `workflowId`, `userId`, `blockType`, `executionId`,
+/// `from`, `to`. `cursor` (ext) is a page's `nextCursor`: the next page, read from where the
+/// last one ended however deep, and unmoved by logs written in between.
 pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
     let env = auth::key_env(ctx)?;
     let filters: serde_json::Map<String, Value> = match req.query("filters").filter(|f| !f.is_empty()) {
@@ -124,6 +126,15 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         })?;
     let limit = query_number(req, "limit", 10, 1..=100)? as i64;
     let skip = query_number(req, "skip", 0, 0..=u32::MAX as u64)? as i64;
+    let descending = descending(req, "sortOrder")?;
+    let after = match req.query("cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(_) if skip > 0 => {
+            return Err(ApiError::Unprocessable("give skip or cursor, not both".into()));
+        }
+        Some(c) => Some(LogCursor::parse(c, sort_by, descending, sort_column)?),
+    };
+    let by_cursor = after.is_some();
     let q = error_logs::Query {
         env,
         workflow_id: req
@@ -137,21 +148,80 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         from_ms: time_bound(filters.get("from"), "from")?,
         to_ms: time_bound(filters.get("to"), "to")?,
         sort_column,
-        descending: descending(req, "sortOrder")?,
+        descending,
         skip,
-        limit,
+        after,
+        // One more than the page, to know whether another follows.
+        limit: limit + 1,
     };
-    let (logs, total) = error_logs::query(&*ctx.db()?, &q)?;
+    let (mut logs, total) = error_logs::query(&*ctx.db()?, &q)?;
+    let more = logs.len() as i64 > limit;
+    logs.truncate(limit as usize);
+    let next_cursor = logs.last().filter(|_| more).map(|last| {
+        LogCursor {
+            sort_by: sort_by.to_string(),
+            descending,
+            value: last.sort_value(sort_column),
+            id: last.id.clone(),
+        }
+        .encode()
+    });
     Ok(Resp::ok(&json!({
         "notifications": logs.iter().map(error_logs::ErrorLog::document).collect::<Vec<_>>(),
         "lastFetched": rfc3339(ids::now_ms()),
         "pagination": {
             "totalItems": total,
             "totalPages": (total + limit - 1) / limit,
-            "currentPage": skip / limit + 1,
+            // A page read by cursor has no number.
+            "currentPage": if by_cursor { Value::Null } else { json!(skip / limit + 1) },
             "pageSize": limit,
         },
+        "nextCursor": next_cursor,
     })))
+}
+
+/// Where a page of `GET /logs` ended, as the opaque `nextCursor`: base64url of
+/// `[sortBy, "asc"|"desc", value, id]`. It is good only for the same sort.
+#[derive(Debug)]
+struct LogCursor {
+    sort_by: String,
+    descending: bool,
+    value: error_logs::SortValue,
+    id: String,
+}
+
+impl LogCursor {
+    fn encode(&self) -> String {
+        use base64::Engine;
+        let order = if self.descending { "desc" } else { "asc" };
+        let text = json!([self.sort_by, order, self.value, self.id]).to_string();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    }
+
+    fn parse(
+        text: &str,
+        sort_by: &str,
+        descending: bool,
+        column: &str,
+    ) -> Result<(error_logs::SortValue, String), ApiError> {
+        use base64::Engine;
+        let bad = || ApiError::BadRequest("cursor is not a nextCursor of GET /logs".into());
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| bad())?;
+        let (by, order, value, id): (String, String, error_logs::SortValue, String) =
+            serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        if by != sort_by || order != if descending { "desc" } else { "asc" } {
+            return Err(ApiError::Unprocessable(format!(
+                "the cursor was made for sortBy={by}&sortOrder={order}; ask with the same sort"
+            )));
+        }
+        let numeric = matches!(value, error_logs::SortValue::Number(_));
+        if numeric != error_logs::is_numeric_column(column) {
+            return Err(bad());
+        }
+        Ok((value, id))
+    }
 }
 
 /// `GET /stats`: the environment at a glance, for the console's overview: counts, and runs and

@@ -131,7 +131,45 @@ pub struct Query {
     pub sort_column: &'static str,
     pub descending: bool,
     pub skip: i64,
+    /// Only logs after this one in the order asked: its sort value and id (a page's last).
+    pub after: Option<(SortValue, String)>,
     pub limit: i64,
+}
+
+/// A value of a [`SORTABLE`] column.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum SortValue {
+    Number(i64),
+    Text(String),
+}
+
+impl rusqlite::ToSql for SortValue {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            SortValue::Number(n) => n.to_sql(),
+            SortValue::Text(t) => t.to_sql(),
+        }
+    }
+}
+
+impl ErrorLog {
+    /// This log's value in a [`SORTABLE`] column.
+    pub fn sort_value(&self, column: &str) -> SortValue {
+        match column {
+            "created_at" => SortValue::Number(self.created_at),
+            "updated_at" => SortValue::Number(self.updated_at),
+            "workflow_id" => SortValue::Text(self.workflow_id.clone()),
+            "user_id" => SortValue::Text(self.user_id.clone()),
+            "block_type" => SortValue::Text(self.block_type.clone()),
+            _ => SortValue::Text(self.block_name.clone()),
+        }
+    }
+}
+
+/// Whether a column of [`SORTABLE`] holds numbers (the times) or text.
+pub fn is_numeric_column(column: &str) -> bool {
+    matches!(column, "created_at" | "updated_at")
 }
 
 /// One page of matching logs, and how many match in all.
@@ -158,17 +196,31 @@ pub fn query(conn: &Connection, q: &Query) -> Result<(Vec<ErrorLog>, i64)> {
         }
     }
     let filter = terms.join(" AND ");
+    // The cursor narrows the page, never the total.
+    let mut page_filter = filter.clone();
+    if let Some((value, id)) = &q.after {
+        values.push(value);
+        values.push(id);
+        let op = if q.descending { "<" } else { ">" };
+        page_filter.push_str(&format!(
+            " AND ({col}, id) {op} (?{}, ?{})",
+            values.len() - 1,
+            values.len(),
+            col = q.sort_column
+        ));
+    }
+    let counted = values.len() - if q.after.is_some() { 2 } else { 0 };
     let total: i64 = if terms.len() == 1 {
         conn.prepare_cached("SELECT coalesce((SELECT n FROM error_log_counts WHERE env = ?1), 0)")?
             .query_row([env], |r| r.get(0))?
     } else {
         conn.prepare_cached(&format!("SELECT count(*) FROM error_logs WHERE {filter}"))?
-            .query_row(&values[..], |r| r.get(0))?
+            .query_row(&values[..counted], |r| r.get(0))?
     };
     // The sort column comes from SORTABLE, never from input.
     let order = if q.descending { "DESC" } else { "ASC" };
     let sql = format!(
-        "SELECT {COLUMNS} FROM error_logs WHERE {filter} ORDER BY {col} {order}, id {order} LIMIT ?{} OFFSET ?{}",
+        "SELECT {COLUMNS} FROM error_logs WHERE {page_filter} ORDER BY {col} {order}, id {order} LIMIT ?{} OFFSET ?{}",
         values.len() + 1,
         values.len() + 2,
         col = q.sort_column

@@ -16,7 +16,9 @@
 #   logs         GET /logs?limit=50                        (newest first, with totalItems)
 #   logs-user    GET /logs?limit=50&associatedUserId={random user}
 #   logs-wf      GET /logs?limit=50&workflowId={random workflow}
-#   logs-deep    GET /logs?limit=50&skip=5000              (/logs pages by skip; it has no cursor)
+#   logs-deep    GET /logs?limit=50&cursor={a nextCursor}  (a page anywhere in the newest 500,000,
+#                the cursors taken beforehand from /logs?limit=1&skip=K, K at random)
+#   logs-skip    GET /logs?limit=50&skip=5000              (paging by skip reads what it skips)
 # and the peak RSS of the server (VmHWM) over the whole run.
 # Knobs: SCALE_USERS (1000000), SCALE_LOGS (10000000), SMALL_USERS (2000), SMALL_LOGS (10000),
 # BENCH_SECONDS (8), BENCH_REPS (3), BENCH_SERVER_CPU (1), BENCH_WRK_CPU (0).
@@ -30,7 +32,7 @@ SECS=${BENCH_SECONDS:-8}
 REPS=${BENCH_REPS:-3}
 SERVER_CPU=${BENCH_SERVER_CPU:-1}
 WRK_CPU=${BENCH_WRK_CPU:-0}
-OPS="get list list-deep token logs logs-user logs-wf logs-deep"
+OPS="get list list-deep token logs logs-user logs-wf logs-deep logs-skip"
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -92,6 +94,27 @@ print(f"loaded {len(ids)} users through /users/batch in {secs:.1f} s ({len(ids)/
 EOF
 }
 
+# cursors DIR N: N nextCursors of /logs pages at random depths (the newest 500,000 at most), to
+# DIR/cursors.
+cursors() {
+    python3 - "$URL" "$KEY" "$2" "$1/cursors" <<'EOF'
+import http.client, json, random, sys, urllib.parse
+url, key, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+host = urllib.parse.urlparse(url)
+c = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
+def get(path):
+    c.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+    r = c.getresponse()
+    data = json.loads(r.read())
+    assert r.status == 200, data
+    return data
+total = get("/logs?limit=1")["pagination"]["totalItems"]
+deepest = min(total - 100, 500_000)
+found = [get(f"/logs?limit=1&skip={random.randrange(deepest)}")["nextCursor"] for _ in range(n)]
+open(out, "w").write("\n".join(found) + "\n")
+EOF
+}
+
 # measure SIZE DIR: every op REPS times; RESULT lines to $WORK/all.
 measure() {
     local size=$1 dir=$2 op path ids
@@ -107,7 +130,8 @@ measure() {
             logs) path='/logs?limit=50' ;;
             logs-user) path='/logs?limit=50&associatedUserId={id}' ;;
             logs-wf) path='/logs?limit=50&workflowId={id}'; ids="$dir/ingot.workflows" ;;
-            logs-deep) path='/logs?limit=50&skip=5000' ;;
+            logs-deep) path='/logs?limit=50&cursor={id}'; ids="$dir/cursors" ;;
+            logs-skip) path='/logs?limit=50&skip=5000' ;;
             esac
             OP=path URL_PATH=$path AUTH="Bearer $KEY" IDS=$ids LABEL="$size/$op/$rep" \
                 taskset -c "$WRK_CPU" wrk -t 2 -c 16 -d "${SECS}s" --timeout 30s \
@@ -130,6 +154,7 @@ for size in small big; do
     "$SEED" "$dir/ingot.db" "$nl" 10000 >>"$WORK/seeded"
     log "$size: $(tail -n 1 "$WORK/seeded"); database $(du -sh "$dir" | cut -f1)"
     start "$dir"
+    cursors "$dir" 200
     measure "$size" "$dir"
     stop
 done
@@ -152,7 +177,7 @@ print(f"small = {int(su):,} users and {int(sl):,} error logs; big = {int(bu):,} 
 hdr = f"{'op':<10} {'small req/s':>12} {'big req/s':>10} {'big/small':>9} | {'small p99':>10} {'big p99':>9} | errors"
 print(hdr)
 print("-" * len(hdr))
-for op in ["get", "list", "list-deep", "token", "logs", "logs-user", "logs-wf", "logs-deep"]:
+for op in ["get", "list", "list-deep", "token", "logs", "logs-user", "logs-wf", "logs-deep", "logs-skip"]:
     if ("small", op) not in rows or ("big", op) not in rows:
         continue
     s, b = med("small", op, "rps"), med("big", op, "rps")

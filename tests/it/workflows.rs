@@ -572,6 +572,104 @@ fn fail_blocks_and_refused_connections_fail_with_a_clear_message() {
     );
 }
 
+/// `GET /logs?cursor=`: a page's `nextCursor` reads the next page, for every sort (ties on the
+/// sort value broken by id), with filters, and unmoved by logs written between pages.
+#[test]
+fn logs_page_by_cursor_through_every_log_once_in_order() {
+    use ingot::store::{error_logs, Env};
+    let s = Server::start();
+    let (a, b) = (s.create_user("paged-a"), s.create_user("paged-b"));
+    let seeded: Vec<error_logs::ErrorLog> = (0..250)
+        .map(|i| {
+            let user = if i % 10 == 0 { &b } else { &a };
+            let kind = ["http", "fail", "code"][i % 3];
+            let mut log = error_logs::new_log(
+                Env::Development,
+                user,
+                &format!("wf-{}", i % 4),
+                "ex",
+                "b",
+                kind,
+                "n",
+                "e",
+            );
+            // Eleven distinct times, so most logs tie on createdAt.
+            log.created_at = 1_700_000_000_000 + (i % 11) as i64 * 1000;
+            log.updated_at = log.created_at;
+            log
+        })
+        .collect();
+    s.app()
+        .store
+        .write(move |c| {
+            for log in &seeded {
+                error_logs::insert(c, log)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let ids = |page: &crate::harness::Reply| -> Vec<String> {
+        page.json["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let walk = |query: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut page = s.get(&format!("/logs?limit=17&{query}"));
+        loop {
+            assert_eq!(page.status, 200, "{}", page.message());
+            seen.extend(ids(&page));
+            match page.json["nextCursor"].as_str() {
+                None => return seen,
+                Some(c) => {
+                    assert_eq!(page.json["notifications"].as_array().unwrap().len(), 17);
+                    page = s.get(&format!("/logs?limit=17&{query}&cursor={c}"));
+                    assert_eq!(page.json["pagination"]["currentPage"], Value::Null);
+                }
+            }
+        }
+    };
+    for sort in [
+        "sortBy=createdAt&sortOrder=desc",
+        "sortBy=createdAt&sortOrder=asc",
+        "sortBy=blockType&sortOrder=asc",
+        "sortBy=userId&sortOrder=desc",
+        "sortBy=updatedAt&sortOrder=asc",
+    ] {
+        let by_cursor = walk(sort);
+        let by_skip: Vec<String> = (0..3)
+            .flat_map(|p| ids(&s.get(&format!("/logs?limit=100&skip={}&{sort}", p * 100))))
+            .collect();
+        assert_eq!(by_cursor.len(), 250, "{sort}");
+        assert_eq!(by_cursor, by_skip, "{sort}: cursor pages in the order skip pages have");
+    }
+    assert_eq!(walk(&format!("associatedUserId={b}")).len(), 25);
+
+    // A log written between two pages moves skip pages, not cursor pages.
+    let first = s.get("/logs?limit=17");
+    let cursor = first.json["nextCursor"].as_str().unwrap().to_string();
+    let before = ids(&s.get("/logs?limit=34"));
+    let newest = error_logs::new_log(Env::Development, &a, "wf-0", "ex", "b", "http", "n", "late");
+    s.app().store.write(move |c| error_logs::insert(c, &newest)).unwrap();
+    let second = s.get(&format!("/logs?limit=17&cursor={cursor}"));
+    assert_eq!(ids(&second), before[17..].to_vec());
+    assert_eq!(second.json["pagination"]["totalItems"], 251);
+
+    // Refusals: both ways of paging at once, another sort's cursor, a made-up one.
+    assert_eq!(s.get(&format!("/logs?skip=5&cursor={cursor}")).status, 422);
+    let other = s.get(&format!("/logs?sortBy=blockType&cursor={cursor}"));
+    assert_eq!(other.status, 422);
+    assert!(other.message().contains("same sort"), "{}", other.message());
+    for bad in ["nope", "W10", "WyJjcmVhdGVkQXQiLCJkZXNjIiwieCIsInkiXQ"] {
+        let r = s.get(&format!("/logs?cursor={bad}"));
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.message().contains("cursor"), "{}", r.message());
+    }
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| {
