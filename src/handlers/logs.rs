@@ -166,18 +166,37 @@ pub fn list(ctx: &Ctx, req: &Req) -> Result<Resp, ApiError> {
         }
         .encode()
     });
-    Ok(Resp::ok(&json!({
-        "notifications": logs.iter().map(error_logs::ErrorLog::document).collect::<Vec<_>>(),
-        "lastFetched": rfc3339(ids::now_ms()),
-        "pagination": {
-            "totalItems": total,
-            "totalPages": (total + limit - 1) / limit,
+    Ok(Resp::ok(&LogPage {
+        last_fetched: rfc3339(ids::now_ms()),
+        next_cursor,
+        notifications: logs.iter().map(error_logs::ErrorLog::view).collect(),
+        pagination: Pagination {
             // A page read by cursor has no number.
-            "currentPage": if by_cursor { Value::Null } else { json!(skip / limit + 1) },
-            "pageSize": limit,
+            current_page: (!by_cursor).then_some(skip / limit + 1),
+            page_size: limit,
+            total_items: total,
+            total_pages: (total + limit - 1) / limit,
         },
-        "nextCursor": next_cursor,
-    })))
+    }))
+}
+
+/// The answer of `GET /logs`, written straight from the page's logs.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LogPage<'a> {
+    last_fetched: String,
+    next_cursor: Option<String>,
+    notifications: Vec<error_logs::Document<'a>>,
+    pagination: Pagination,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Pagination {
+    current_page: Option<i64>,
+    page_size: i64,
+    total_items: i64,
+    total_pages: i64,
 }
 
 /// Where a page of `GET /logs` ended, as the opaque `nextCursor`: base64url of
