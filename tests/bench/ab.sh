@@ -54,6 +54,9 @@ start() {
     PIDS+=($!)
     printf -v "PID_$name" '%s' "$!"
     for _ in $(seq 100); do grep -q 'INGOT_DEV_KEY=' "$WORK/$name.log" 2>/dev/null && break; sleep 0.1; done
+    # A new database makes its request-signing key in the background (seconds of a core):
+    # wait for it, so that no measured run shares the core with it.
+    for _ in $(seq 600); do grep -q 'request-signing key' "$WORK/$name.log" && break; sleep 0.1; done
     key=$(grep -o 'INGOT_DEV_KEY=[^ ]*' "$WORK/$name.log" | head -n 1 | cut -d= -f2)
     [ -n "$key" ] || { echo "$name printed no key" >&2; cat "$WORK/$name.log" >&2; exit 1; }
     printf -v "URL_$name" '%s' "http://127.0.0.1:$port"

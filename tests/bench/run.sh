@@ -112,6 +112,9 @@ INGOT_RATE_PER_USER=0 $PIN "$INGOT" serve --listen "127.0.0.1:$IPORT" --db "$WOR
 PIDS+=($!)
 INGOT_PID=$!
 for _ in $(seq 100); do grep -q 'INGOT_DEV_KEY=' "$WORK/ingot.log" 2>/dev/null && break; sleep 0.1; done
+# A new database makes its request-signing key in the background (seconds of a core): wait for
+# it, so that no measured run shares the core with it.
+for _ in $(seq 600); do grep -q 'request-signing key' "$WORK/ingot.log" && break; sleep 0.1; done
 KEY=$(grep -o 'INGOT_DEV_KEY=[^ ]*' "$WORK/ingot.log" | head -n 1 | cut -d= -f2)
 [ -n "$KEY" ] || { echo "ingot printed no INGOT_DEV_KEY" >&2; cat "$WORK/ingot.log" >&2; exit 1; }
 IURL="http://127.0.0.1:$IPORT"
