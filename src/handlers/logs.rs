@@ -210,10 +210,23 @@ struct LogCursor {
 }
 
 impl LogCursor {
+    fn order_word(descending: bool) -> &'static str {
+        if descending {
+            "desc"
+        } else {
+            "asc"
+        }
+    }
+
     fn encode(&self) -> String {
         use base64::Engine;
-        let order = if self.descending { "desc" } else { "asc" };
-        let text = json!([self.sort_by, order, self.value, self.id]).to_string();
+        let text = json!([
+            self.sort_by,
+            LogCursor::order_word(self.descending),
+            self.value,
+            self.id
+        ])
+        .to_string();
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
     }
 
@@ -230,7 +243,7 @@ impl LogCursor {
             .map_err(|_| bad())?;
         let (by, order, value, id): (String, String, error_logs::SortValue, String) =
             serde_json::from_slice(&bytes).map_err(|_| bad())?;
-        if by != sort_by || order != if descending { "desc" } else { "asc" } {
+        if by != sort_by || order != LogCursor::order_word(descending) {
             return Err(ApiError::Unprocessable(format!(
                 "the cursor was made for sortBy={by}&sortOrder={order}; ask with the same sort"
             )));

@@ -43,6 +43,18 @@ impl ErrorLog {
             workflow_id: &self.workflow_id,
         }
     }
+
+    /// This log's value in a [`SORTABLE`] column.
+    pub fn sort_value(&self, column: &str) -> SortValue {
+        match column {
+            "created_at" => SortValue::Number(self.created_at),
+            "updated_at" => SortValue::Number(self.updated_at),
+            "workflow_id" => SortValue::Text(self.workflow_id.clone()),
+            "user_id" => SortValue::Text(self.user_id.clone()),
+            "block_type" => SortValue::Text(self.block_type.clone()),
+            _ => SortValue::Text(self.block_name.clone()),
+        }
+    }
 }
 
 /// The error log document's fields, in the order a JSON map sorts them, so that it writes the
@@ -179,20 +191,6 @@ impl rusqlite::ToSql for SortValue {
     }
 }
 
-impl ErrorLog {
-    /// This log's value in a [`SORTABLE`] column.
-    pub fn sort_value(&self, column: &str) -> SortValue {
-        match column {
-            "created_at" => SortValue::Number(self.created_at),
-            "updated_at" => SortValue::Number(self.updated_at),
-            "workflow_id" => SortValue::Text(self.workflow_id.clone()),
-            "user_id" => SortValue::Text(self.user_id.clone()),
-            "block_type" => SortValue::Text(self.block_type.clone()),
-            _ => SortValue::Text(self.block_name.clone()),
-        }
-    }
-}
-
 /// Whether a column of [`SORTABLE`] holds numbers (the times) or text.
 pub fn is_numeric_column(column: &str) -> bool {
     matches!(column, "created_at" | "updated_at")
@@ -221,32 +219,30 @@ pub fn query(conn: &Connection, q: &Query) -> Result<(Vec<ErrorLog>, i64)> {
             terms.push(format!("{term}?{}", values.len()));
         }
     }
-    let filter = terms.join(" AND ");
-    // The cursor narrows the page, never the total.
-    let mut page_filter = filter.clone();
+    let mut filter = terms.join(" AND ");
+    let total: i64 = if terms.len() == 1 {
+        conn.prepare_cached("SELECT coalesce((SELECT n FROM error_log_counts WHERE env = ?1), 0)")?
+            .query_row([env], |r| r.get(0))?
+    } else {
+        conn.prepare_cached(&format!("SELECT count(*) FROM error_logs WHERE {filter}"))?
+            .query_row(&values[..], |r| r.get(0))?
+    };
+    // The cursor narrows the page, never the total, so it is added after the count.
     if let Some((value, id)) = &q.after {
         values.push(value);
         values.push(id);
         let op = if q.descending { "<" } else { ">" };
-        page_filter.push_str(&format!(
+        filter.push_str(&format!(
             " AND ({col}, id) {op} (?{}, ?{})",
             values.len() - 1,
             values.len(),
             col = q.sort_column
         ));
     }
-    let counted = values.len() - if q.after.is_some() { 2 } else { 0 };
-    let total: i64 = if terms.len() == 1 {
-        conn.prepare_cached("SELECT coalesce((SELECT n FROM error_log_counts WHERE env = ?1), 0)")?
-            .query_row([env], |r| r.get(0))?
-    } else {
-        conn.prepare_cached(&format!("SELECT count(*) FROM error_logs WHERE {filter}"))?
-            .query_row(&values[..counted], |r| r.get(0))?
-    };
     // The sort column comes from SORTABLE, never from input.
     let order = if q.descending { "DESC" } else { "ASC" };
     let sql = format!(
-        "SELECT {COLUMNS} FROM error_logs WHERE {page_filter} ORDER BY {col} {order}, id {order} LIMIT ?{} OFFSET ?{}",
+        "SELECT {COLUMNS} FROM error_logs WHERE {filter} ORDER BY {col} {order}, id {order} LIMIT ?{} OFFSET ?{}",
         values.len() + 1,
         values.len() + 2,
         col = q.sort_column
