@@ -590,7 +590,7 @@ fn logs_page_by_cursor_through_every_log_once_in_order() {
                 "ex",
                 "b",
                 kind,
-                "n",
+                &format!("n{}", i % 7),
                 "e",
             );
             // Eleven distinct times, so most logs tie on createdAt.
@@ -621,6 +621,7 @@ fn logs_page_by_cursor_through_every_log_once_in_order() {
         let mut page = s.get(&format!("/logs?limit=17&{query}"));
         loop {
             assert_eq!(page.status, 200, "{}", page.message());
+            assert!(seen.len() <= 300, "{query}: the cursor stopped moving forward");
             seen.extend(ids(&page));
             match page.json["nextCursor"].as_str() {
                 None => return seen,
@@ -638,6 +639,8 @@ fn logs_page_by_cursor_through_every_log_once_in_order() {
         "sortBy=blockType&sortOrder=asc",
         "sortBy=userId&sortOrder=desc",
         "sortBy=updatedAt&sortOrder=asc",
+        "sortBy=workflowId&sortOrder=asc",
+        "sortBy=blockName&sortOrder=desc",
     ] {
         let by_cursor = walk(sort);
         let by_skip: Vec<String> = (0..3)
