@@ -4,7 +4,6 @@
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -192,27 +191,50 @@ impl Drop for Moto {
     }
 }
 
-/// Starts `moto_server` on a free loopback port with `vars`; answers once it accepts connections.
+/// Starts `moto_server` on a free loopback port with `vars`; answers once moto itself answers.
+///
+/// The port is found by binding port 0 and letting it go, so another test's server may take it
+/// before moto binds it: moto then exits, and the answer at that port is not moto's. Either way
+/// this tries again on a fresh port, a bounded number of times.
 fn spawn_moto(vars: &[(&str, &str)]) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let moto = python().parent().unwrap().join("moto_server");
-    let child = Command::new(moto)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .envs(vars.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(50));
+    for _attempt in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(&moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(vars.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break; // moto could not bind: the port was taken meanwhile
+            }
+            // moto's own API: no other server here answers it with JSON.
+            let answer = ureq::get(&format!("{endpoint}/moto-api/data.json"))
+                .timeout(Duration::from_secs(5))
+                .call()
+                .ok()
+                .and_then(|r| r.into_json::<Value>().ok());
+            if answer.is_some_and(|v| v.is_object()) {
+                return (child, endpoint);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("moto did not start on {endpoint}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
-    (child, format!("http://127.0.0.1:{port}"))
+    panic!("moto found no free port in five tries");
 }
 
 /// A moto server holding one S3 bucket (any key is accepted), for Litestream to replicate to.
