@@ -7,8 +7,9 @@
 #
 # Users are loaded through the real API (POST /users/batch, 1000 a call). Error logs are seeded
 # with the server stopped, by tests/bench/seed.rs, with the code a failing run writes them with
-# (store::error_logs::new_log and insert), spread over the last 30 days, 1,000 to a workflow
-# id at both sizes (10 workflows small, 10,000 big), so logs-wf asks the same of each size. Then, for each size:
+# (store::error_logs::new_log and insert), dated over the last 30 days and written oldest first
+# as a server writes them, 1,000 to a workflow id at both sizes (10 workflows small, 10,000
+# big), so logs-wf asks the same of each size. Then, for each size:
 #   get          GET /users/{random id}
 #   list         GET /users?limit=50                       (the first page)
 #   list-deep    GET /users?limit=50&cursor={random id}    (a page anywhere, by the cursor)

@@ -4,7 +4,9 @@
 //!
 //! Run: cargo run --release --example seed -- DB LOGS WORKFLOWS
 //! Each log belongs to a user picked at random and one of WORKFLOWS workflow ids, and is dated
-//! at random within the last 30 days. Prints one line: SEEDED logs=… seconds=… per_s=…
+//! at random within the last 30 days. The logs are written oldest first, as a running server
+//! writes them (a log is dated when its run fails), so the table holds them in time order as it
+//! would after 30 days of service. Prints one line: SEEDED logs=… seconds=… per_s=…
 
 use ingot::store::{error_logs, Env};
 use rand::Rng;
@@ -45,6 +47,8 @@ fn main() {
     }
     let mut rng = rand::thread_rng();
     let now = ingot::ids::now_ms();
+    let mut dates: Vec<i64> = (0..logs).map(|_| now - rng.gen_range(0..30 * 86_400_000)).collect();
+    dates.sort_unstable();
     let start = Instant::now();
     let mut done = 0;
     while done < logs {
@@ -63,7 +67,7 @@ fn main() {
                 "Push contact",
                 "Error: Request failed with status code 500",
             );
-            log.created_at = now - rng.gen_range(0..30 * 86_400_000);
+            log.created_at = dates[done];
             log.updated_at = log.created_at;
             error_logs::insert(&tx, &log).unwrap();
             done += 1;
