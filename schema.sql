@@ -273,3 +273,30 @@ END;
 CREATE TRIGGER error_log_uncounted AFTER DELETE ON error_logs BEGIN
     UPDATE error_log_counts SET n = n - 1 WHERE env = OLD.env;
 END;
+
+-- migration 5: how many logs one user or one workflow has, kept by triggers like an
+-- environment's total, so that /logs filtered by either answers its total without counting
+-- the user's or workflow's logs over the index on every page.
+CREATE TABLE error_log_tallies (
+    env  TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('user', 'workflow')),
+    key  TEXT NOT NULL,
+    n    INTEGER NOT NULL,
+    PRIMARY KEY (env, kind, key)
+) WITHOUT ROWID;
+INSERT INTO error_log_tallies (env, kind, key, n)
+    SELECT env, 'user', user_id, count(*) FROM error_logs GROUP BY env, user_id;
+INSERT INTO error_log_tallies (env, kind, key, n)
+    SELECT env, 'workflow', workflow_id, count(*) FROM error_logs GROUP BY env, workflow_id;
+CREATE TRIGGER error_log_tallied AFTER INSERT ON error_logs BEGIN
+    INSERT INTO error_log_tallies (env, kind, key, n) VALUES (NEW.env, 'user', NEW.user_id, 1)
+        ON CONFLICT (env, kind, key) DO UPDATE SET n = n + 1;
+    INSERT INTO error_log_tallies (env, kind, key, n) VALUES (NEW.env, 'workflow', NEW.workflow_id, 1)
+        ON CONFLICT (env, kind, key) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER error_log_untallied AFTER DELETE ON error_logs BEGIN
+    UPDATE error_log_tallies SET n = n - 1 WHERE env = OLD.env AND kind = 'user' AND key = OLD.user_id;
+    UPDATE error_log_tallies SET n = n - 1 WHERE env = OLD.env AND kind = 'workflow' AND key = OLD.workflow_id;
+    DELETE FROM error_log_tallies WHERE env = OLD.env AND kind = 'user' AND key = OLD.user_id AND n <= 0;
+    DELETE FROM error_log_tallies WHERE env = OLD.env AND kind = 'workflow' AND key = OLD.workflow_id AND n <= 0;
+END;

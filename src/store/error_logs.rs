@@ -200,7 +200,8 @@ pub fn is_numeric_column(column: &str) -> bool {
 ///
 /// The statement names only the filters given, so that SQLite picks the index that serves them
 /// (`(env, user_id, created_at, id)`, `(workflow_id, created_at, id)`, `(env, created_at, id)`)
-/// and reads a page in its order; an environment's total is kept in `error_log_counts`.
+/// and reads a page in its order. An environment's total is kept in `error_log_counts`, one
+/// user's or one workflow's in `error_log_tallies`; other filters are counted.
 pub fn query(conn: &Connection, q: &Query) -> Result<(Vec<ErrorLog>, i64)> {
     let env = q.env.as_str();
     let mut terms = vec!["env = ?1".to_string()];
@@ -220,9 +221,20 @@ pub fn query(conn: &Connection, q: &Query) -> Result<(Vec<ErrorLog>, i64)> {
         }
     }
     let mut filter = terms.join(" AND ");
+    // One user's or one workflow's total is kept by triggers, as an environment's is.
+    let tally = match (terms.len(), &q.user_id, &q.workflow_id) {
+        (2, Some(user), None) => Some(("user", user)),
+        (2, None, Some(workflow)) => Some(("workflow", workflow)),
+        _ => None,
+    };
     let total: i64 = if terms.len() == 1 {
         conn.prepare_cached("SELECT coalesce((SELECT n FROM error_log_counts WHERE env = ?1), 0)")?
             .query_row([env], |r| r.get(0))?
+    } else if let Some((kind, key)) = tally {
+        conn.prepare_cached(
+            "SELECT coalesce((SELECT n FROM error_log_tallies WHERE env = ?1 AND kind = ?2 AND key = ?3), 0)",
+        )?
+        .query_row([env, kind, key.as_str()], |r| r.get(0))?
     } else {
         conn.prepare_cached(&format!("SELECT count(*) FROM error_logs WHERE {filter}"))?
             .query_row(&values[..], |r| r.get(0))?

@@ -562,7 +562,7 @@ mod tests {
         migrate(&mut conn).unwrap();
         let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v, migrations().len() as i64);
-        assert_eq!(v, 4, "schema.sql holds four steps");
+        assert_eq!(v, 5, "schema.sql holds five steps");
         // A second run is a no-op.
         migrate(&mut conn).unwrap();
         let fk: Vec<String> = conn
@@ -737,5 +737,52 @@ mod tests {
         assert_eq!((count("development"), count("production")), (2, 1));
         conn.execute("DELETE FROM error_logs WHERE id = 'log0'", []).unwrap();
         assert_eq!(count("development"), 1);
+    }
+
+    #[test]
+    fn migration_5_tallies_each_users_and_workflows_logs_and_the_triggers_keep_them() {
+        use rusqlite::OptionalExtension;
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &migrations()[..4] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        let log = |conn: &Connection, id: &str, env: &str, user: &str, workflow: &str| {
+            conn.execute(
+                "INSERT INTO error_logs VALUES (?1, ?2, ?3, ?4, 'e', 'b', 'http', 'B', 'x', 0, 0)",
+                rusqlite::params![id, env, user, workflow],
+            )
+            .unwrap();
+        };
+        log(&conn, "l0", "development", "u1", "w1");
+        log(&conn, "l1", "development", "u1", "w2");
+        log(&conn, "l2", "production", "u1", "w1");
+        migrate(&mut conn).unwrap();
+        let tally = |conn: &Connection, env: &str, kind: &str, key: &str| -> Option<i64> {
+            conn.query_row(
+                "SELECT n FROM error_log_tallies WHERE env = ?1 AND kind = ?2 AND key = ?3",
+                [env, kind, key],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap()
+        };
+        // Counted from the logs already there, per environment.
+        assert_eq!(tally(&conn, "development", "user", "u1"), Some(2));
+        assert_eq!(tally(&conn, "development", "workflow", "w1"), Some(1));
+        assert_eq!(tally(&conn, "production", "workflow", "w1"), Some(1));
+        // Kept by the triggers from then on; a tally that reaches zero is gone.
+        log(&conn, "l3", "development", "u2", "w2");
+        assert_eq!(tally(&conn, "development", "workflow", "w2"), Some(2));
+        assert_eq!(tally(&conn, "development", "user", "u2"), Some(1));
+        conn.execute(
+            "DELETE FROM error_logs WHERE env = 'development' AND user_id = 'u1'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(tally(&conn, "development", "user", "u1"), None);
+        assert_eq!(tally(&conn, "development", "workflow", "w1"), None);
+        assert_eq!(tally(&conn, "development", "workflow", "w2"), Some(1));
+        assert_eq!(tally(&conn, "production", "user", "u1"), Some(1));
     }
 }

@@ -650,6 +650,13 @@ fn logs_page_by_cursor_through_every_log_once_in_order() {
         assert_eq!(by_cursor, by_skip, "{sort}: cursor pages in the order skip pages have");
     }
     assert_eq!(walk(&format!("associatedUserId={b}")).len(), 25);
+    // The totals: one user's and one workflow's are kept by triggers, a combination is counted.
+    let total = |query: &str| s.get(&format!("/logs?limit=1&{query}")).json["pagination"]["totalItems"].clone();
+    assert_eq!(total(&format!("associatedUserId={b}")), 25);
+    assert_eq!(total(&format!("associatedUserId={a}")), 225);
+    assert_eq!(total("workflowId=wf-1"), 63);
+    assert_eq!(total(&format!("associatedUserId={b}&workflowId=wf-0")), 13);
+    assert_eq!(total("workflowId=wf-9"), 0);
 
     // A log written between two pages moves skip pages, not cursor pages.
     let first = s.get("/logs?limit=17");
@@ -660,6 +667,8 @@ fn logs_page_by_cursor_through_every_log_once_in_order() {
     let second = s.get(&format!("/logs?limit=17&cursor={cursor}"));
     assert_eq!(ids(&second), before[17..].to_vec());
     assert_eq!(second.json["pagination"]["totalItems"], 251);
+    assert_eq!(total(&format!("associatedUserId={a}")), 226);
+    assert_eq!(total("workflowId=wf-0"), 64);
 
     // Refusals: both ways of paging at once, another sort's cursor, a made-up one.
     assert_eq!(s.get(&format!("/logs?skip=5&cursor={cursor}")).status, 422);
@@ -827,6 +836,11 @@ fn deleting_a_user_leaves_no_workflow_execution_or_credential_but_keeps_error_lo
     assert!(erased.json["message"].as_str().unwrap().contains('3'));
     assert_eq!(q("error_logs", "user_id"), 0);
     assert_eq!(total(), before - 3, "the kept total follows the erasure");
+    assert_eq!(
+        s.get(&format!("/logs?associatedUserId={user}")).json["pagination"]["totalItems"],
+        0,
+        "and so does the user's"
+    );
 }
 
 #[test]
