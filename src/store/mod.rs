@@ -475,11 +475,17 @@ fn run_writer(conn: Connection, rx: mpsc::Receiver<Job>, stats: &WriterStats) {
     log::debug!("writer stopped");
 }
 
+/// Runs a transaction-control statement, prepared once per connection: the writer runs four of
+/// them for every write.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// Runs one group commit (or more, when SQLite rolls a transaction back on its own).
 fn run_batch(conn: &Connection, batch: Vec<Job>, stats: &WriterStats) {
     let mut jobs = batch.into_iter().peekable();
     while jobs.peek().is_some() {
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = control(conn, "BEGIN IMMEDIATE") {
             // Dropping the jobs unrun drops their reply senders: each caller sees Unavailable.
             log::error!("could not begin a write transaction: {e}");
             return;
@@ -487,7 +493,7 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, stats: &WriterStats) {
         let mut replies = Vec::new();
         let mut rolled_back = None;
         for job in jobs.by_ref() {
-            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            if let Err(e) = control(conn, "SAVEPOINT job") {
                 log::error!("could not open a savepoint: {e}");
                 continue;
             }
@@ -500,17 +506,16 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, stats: &WriterStats) {
                         rolled_back = Some(full);
                         break;
                     }
-                    let end = if ok {
-                        "RELEASE job"
-                    } else {
-                        "ROLLBACK TO job; RELEASE job"
-                    };
-                    let _ = conn.execute_batch(end);
+                    if !ok {
+                        let _ = control(conn, "ROLLBACK TO job");
+                    }
+                    let _ = control(conn, "RELEASE job");
                 }
                 Err(_) => {
                     // The job's reply sender was dropped with it: its caller sees Unavailable.
                     log::error!("a write panicked; its changes were rolled back");
-                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    let _ = control(conn, "ROLLBACK TO job");
+                    let _ = control(conn, "RELEASE job");
                 }
             }
         }
@@ -529,7 +534,7 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, stats: &WriterStats) {
             continue;
         }
         let committing = Instant::now();
-        let committed = conn.execute_batch("COMMIT");
+        let committed = control(conn, "COMMIT");
         if let (Ok(()), Some(m)) = (&committed, stats.metrics.get()) {
             m.commit(replies.len(), committing.elapsed().as_secs_f64());
         }
@@ -537,7 +542,7 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, stats: &WriterStats) {
             Ok(()) => replies.into_iter().for_each(|r| r(None)),
             Err(e) => {
                 log::error!("group commit failed: {e}");
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = control(conn, "ROLLBACK");
                 let full = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
                 for r in replies {
                     r(Some(if full {

@@ -1,6 +1,6 @@
 //! The durability promises of the README, each against the running server: the writer commits
-//! with `synchronous=FULL` in WAL mode, concurrent writes share one commit, and no `200` is
-//! sent for a write whose commit did not happen.
+//! with `synchronous=FULL` in WAL mode, concurrent writes share one commit, a write that fails
+//! in it rolls back alone, and no `200` is sent for a write whose commit did not happen.
 
 use crate::harness::Server;
 use serde_json::json;
@@ -103,4 +103,88 @@ fn a_write_is_answered_200_only_after_its_commit() {
     assert_eq!(s.get("/users/counted").status, 200);
     assert_eq!(s.get("/users/after").status, 200);
     assert_eq!(s.get("/users/never-committed").status, 404);
+}
+
+/// Writes that fail, or panic, after changing rows leave none of those rows, and the writes
+/// they share a commit with are kept: each write runs inside its own savepoint.
+#[test]
+fn a_write_that_fails_or_panics_in_a_shared_commit_leaves_nothing_and_the_others_commit() {
+    use ingot::store::{error_logs, Env, StoreError};
+    let s = Server::start();
+    let app = s.app().clone();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let blocker = {
+        let app = app.clone();
+        std::thread::spawn(move || {
+            app.store.write(move |_| {
+                started_tx.send(()).unwrap();
+                release_rx.recv().ok();
+                Ok(())
+            })
+        })
+    };
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    const WRITES: usize = 12;
+    let writes: Vec<_> = (0..WRITES)
+        .map(|i| {
+            let app = app.clone();
+            std::thread::spawn(move || {
+                app.store.write(move |c| {
+                    let log = error_logs::new_log(Env::Development, "u", "w", "e", "b", "http", &format!("n{i}"), "x");
+                    error_logs::insert(c, &log)?;
+                    match i % 3 {
+                        0 => Err(StoreError::Invalid("refused after writing".into())),
+                        1 => panic!("a write panicked after writing"),
+                        _ => Ok(()),
+                    }
+                })
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.store.stats.queued() < WRITES {
+        assert!(
+            Instant::now() < deadline,
+            "only {} writes queued",
+            app.store.stats.queued()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let before = app.store.stats.commits();
+    release_tx.send(()).unwrap();
+    blocker.join().unwrap().unwrap();
+    let results: Vec<_> = writes.into_iter().map(|t| t.join().unwrap()).collect();
+    for (i, r) in results.iter().enumerate() {
+        match i % 3 {
+            0 => assert!(matches!(r, Err(StoreError::Invalid(_))), "{i}: {r:?}"),
+            1 => assert!(matches!(r, Err(StoreError::Unavailable(_))), "{i}: {r:?}"),
+            _ => assert!(r.is_ok(), "{i}: {r:?}"),
+        }
+    }
+    assert!(
+        app.store.stats.commits() - before <= 3,
+        "the writes did not share a commit"
+    );
+    let kept: Vec<String> = app
+        .store
+        .write(|c| {
+            let mut st = c.prepare("SELECT block_name FROM error_logs ORDER BY block_name")?;
+            let names = st
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(names)
+        })
+        .unwrap();
+    let wanted: Vec<String> = {
+        let mut w: Vec<String> = (0..WRITES).filter(|i| i % 3 == 2).map(|i| format!("n{i}")).collect();
+        w.sort();
+        w
+    };
+    assert_eq!(kept, wanted);
+    // The kept tallies agree with the kept rows.
+    assert_eq!(
+        s.get("/logs?workflowId=w").json["pagination"]["totalItems"],
+        wanted.len()
+    );
 }
