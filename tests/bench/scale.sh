@@ -8,8 +8,8 @@
 # Users are loaded through the real API (POST /users/batch, 1000 a call). Error logs are seeded
 # with the server stopped, by tests/bench/seed.rs, with the code a failing run writes them with
 # (store::error_logs::new_log and insert), dated over the last 30 days and written oldest first
-# as a server writes them, 1,000 to a workflow id at both sizes (10 workflows small, 10,000
-# big), so logs-wf asks the same of each size. Then, for each size:
+# as a server writes them, 1,000 to a workflow id and 10 to a user at both sizes (20 workflows
+# small, 10,000 big), so logs-wf and logs-user ask the same of each size. Then, for each size:
 #   get          GET /users/{random id}
 #   list         GET /users?limit=50                       (the first page)
 #   list-deep    GET /users?limit=50&cursor={random id}    (a page anywhere, by the cursor)
@@ -21,14 +21,14 @@
 #                the cursors taken beforehand from /logs?limit=1&skip=K, K at random)
 #   logs-skip    GET /logs?limit=50&skip=5000              (paging by skip reads what it skips)
 # and the peak RSS of the server (VmHWM) over the whole run.
-# Knobs: SCALE_USERS (1000000), SCALE_LOGS (10000000), SMALL_USERS (2000), SMALL_LOGS (10000),
+# Knobs: SCALE_USERS (1000000), SCALE_LOGS (10000000), SMALL_USERS (2000), SMALL_LOGS (20000),
 # BENCH_SECONDS (8), BENCH_REPS (3), BENCH_SERVER_CPU (1), BENCH_WRK_CPU (0).
 set -euo pipefail
 
 BIG_USERS=${SCALE_USERS:-1000000}
 BIG_LOGS=${SCALE_LOGS:-10000000}
 SMALL_USERS=${SMALL_USERS:-2000}
-SMALL_LOGS=${SMALL_LOGS:-10000}
+SMALL_LOGS=${SMALL_LOGS:-20000}
 SECS=${BENCH_SECONDS:-8}
 REPS=${BENCH_REPS:-3}
 SERVER_CPU=${BENCH_SERVER_CPU:-1}
