@@ -720,13 +720,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn migration_4_counts_the_logs_already_there() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        for step in &migrations()[..3] {
+    /// An in-memory database with the first `steps` migrations applied, as an older ingot left it.
+    fn at_version(steps: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for step in &migrations()[..steps] {
             conn.execute_batch(step).unwrap();
         }
-        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.pragma_update(None, "user_version", steps as i64).unwrap();
+        conn
+    }
+
+    #[test]
+    fn migration_4_counts_the_logs_already_there() {
+        let mut conn = at_version(3);
         for (i, env) in ["development", "development", "production"].iter().enumerate() {
             conn.execute(
                 "INSERT INTO error_logs VALUES (?1, ?2, 'u', 'w', 'e', 'b', 'http', 'B', 'x', 0, 0)",
@@ -747,11 +753,7 @@ mod tests {
     #[test]
     fn migration_5_tallies_each_users_and_workflows_logs_and_the_triggers_keep_them() {
         use rusqlite::OptionalExtension;
-        let mut conn = Connection::open_in_memory().unwrap();
-        for step in &migrations()[..4] {
-            conn.execute_batch(step).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 4).unwrap();
+        let mut conn = at_version(4);
         let log = |conn: &Connection, id: &str, env: &str, user: &str, workflow: &str| {
             conn.execute(
                 "INSERT INTO error_logs VALUES (?1, ?2, ?3, ?4, 'e', 'b', 'http', 'B', 'x', 0, 0)",

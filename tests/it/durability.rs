@@ -15,6 +15,47 @@ fn writer_pragma<T: rusqlite::types::FromSql + Send + 'static>(s: &Server, name:
         .unwrap()
 }
 
+/// The writer held inside one write, so that writes sent meanwhile queue behind it.
+struct HeldWriter {
+    release: mpsc::Sender<()>,
+    blocker: std::thread::JoinHandle<Result<(), ingot::store::StoreError>>,
+}
+
+impl HeldWriter {
+    fn hold(app: &std::sync::Arc<ingot::App>) -> HeldWriter {
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let app = app.clone();
+        let blocker = std::thread::spawn(move || {
+            app.store.write(move |_| {
+                started_tx.send(()).unwrap();
+                release_rx.recv().ok();
+                Ok(())
+            })
+        });
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        HeldWriter { release, blocker }
+    }
+
+    /// Waits (bounded) until `writes` are queued, lets the writer go, and answers the commit
+    /// count from just before.
+    fn release_once_queued(self, app: &ingot::App, writes: usize) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while app.store.stats.queued() < writes {
+            assert!(
+                Instant::now() < deadline,
+                "only {} writes queued",
+                app.store.stats.queued()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let before = app.store.stats.commits();
+        self.release.send(()).unwrap();
+        self.blocker.join().unwrap().unwrap();
+        before
+    }
+}
+
 #[test]
 fn the_writer_commits_with_synchronous_full_in_wal_mode() {
     let s = Server::start();
@@ -35,19 +76,7 @@ fn concurrent_writes_waiting_for_the_writer_share_one_commit_and_give_back_their
     });
     let app = s.app().clone();
     // Hold the writer inside one write until every create below is queued behind it.
-    let (started_tx, started_rx) = mpsc::channel::<()>();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let blocker = {
-        let app = app.clone();
-        std::thread::spawn(move || {
-            app.store.write(move |_| {
-                started_tx.send(()).unwrap();
-                release_rx.recv().ok();
-                Ok(())
-            })
-        })
-    };
-    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let held = HeldWriter::hold(&app);
     const WRITES: usize = 40;
     let creates: Vec<_> = (0..WRITES)
         .map(|i| {
@@ -61,18 +90,7 @@ fn concurrent_writes_waiting_for_the_writer_share_one_commit_and_give_back_their
             })
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while app.store.stats.queued() < WRITES {
-        assert!(
-            Instant::now() < deadline,
-            "only {} writes queued",
-            app.store.stats.queued()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let before = app.store.stats.commits();
-    release_tx.send(()).unwrap();
-    blocker.join().unwrap().unwrap();
+    let before = held.release_once_queued(&app, WRITES);
     let statuses: Vec<u16> = creates.into_iter().map(|t| t.join().unwrap()).collect();
     assert!(statuses.iter().all(|&c| c == 200), "{statuses:?}");
     let commits = app.store.stats.commits() - before;
@@ -112,19 +130,7 @@ fn a_write_that_fails_or_panics_in_a_shared_commit_leaves_nothing_and_the_others
     use ingot::store::{error_logs, Env, StoreError};
     let s = Server::start();
     let app = s.app().clone();
-    let (started_tx, started_rx) = mpsc::channel::<()>();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let blocker = {
-        let app = app.clone();
-        std::thread::spawn(move || {
-            app.store.write(move |_| {
-                started_tx.send(()).unwrap();
-                release_rx.recv().ok();
-                Ok(())
-            })
-        })
-    };
-    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let held = HeldWriter::hold(&app);
     const WRITES: usize = 12;
     let writes: Vec<_> = (0..WRITES)
         .map(|i| {
@@ -142,18 +148,7 @@ fn a_write_that_fails_or_panics_in_a_shared_commit_leaves_nothing_and_the_others
             })
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while app.store.stats.queued() < WRITES {
-        assert!(
-            Instant::now() < deadline,
-            "only {} writes queued",
-            app.store.stats.queued()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let before = app.store.stats.commits();
-    release_tx.send(()).unwrap();
-    blocker.join().unwrap().unwrap();
+    let before = held.release_once_queued(&app, WRITES);
     let results: Vec<_> = writes.into_iter().map(|t| t.join().unwrap()).collect();
     for (i, r) in results.iter().enumerate() {
         match i % 3 {
