@@ -50,7 +50,9 @@ fn sh(cmd: &str) {
 fn fake_metadata() -> Arc<AtomicUsize> {
     // No dummy-interface driver on every kernel: the namespace's own loopback carries the address.
     sh("ip link set lo up && ip addr add 169.254.169.254/32 dev lo");
-    let dir = std::env::temp_dir().join(format!("ingot-hosts-{}", std::process::id()));
+    // Under target/ (one small file a run, gone with `cargo clean`), not the machine's /tmp: it
+    // stays mounted until this namespace's process exits, so nothing here can remove it.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ingot-hosts-{}", std::process::id()));
     std::fs::write(&dir, "127.0.0.1 localhost\n169.254.169.254 metadata.test\n").unwrap();
     sh(&format!("mount --bind {} /etc/hosts", dir.display()));
     let server = tiny_http::Server::http("169.254.169.254:80").unwrap();
