@@ -481,6 +481,15 @@ fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
+/// Ends a job's savepoint: its changes stay in the transaction if it succeeded (`keep`), and
+/// are rolled back otherwise.
+fn end_job(conn: &Connection, keep: bool) {
+    if !keep {
+        let _ = control(conn, "ROLLBACK TO job");
+    }
+    let _ = control(conn, "RELEASE job");
+}
+
 /// Runs one group commit (or more, when SQLite rolls a transaction back on its own).
 fn run_batch(conn: &Connection, batch: Vec<Job>, stats: &WriterStats) {
     let mut jobs = batch.into_iter().peekable();
@@ -506,16 +515,12 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, stats: &WriterStats) {
                         rolled_back = Some(full);
                         break;
                     }
-                    if !ok {
-                        let _ = control(conn, "ROLLBACK TO job");
-                    }
-                    let _ = control(conn, "RELEASE job");
+                    end_job(conn, ok);
                 }
                 Err(_) => {
                     // The job's reply sender was dropped with it: its caller sees Unavailable.
                     log::error!("a write panicked; its changes were rolled back");
-                    let _ = control(conn, "ROLLBACK TO job");
-                    let _ = control(conn, "RELEASE job");
+                    end_job(conn, false);
                 }
             }
         }
