@@ -217,7 +217,7 @@ fn spawn_moto(vars: &[(&str, &str)]) -> (Child, String) {
             if child.try_wait().unwrap().is_some() {
                 break; // moto could not bind: the port was taken meanwhile
             }
-            // moto's own API: no other server here answers it with JSON.
+            // moto's own API: no other server here answers it 200 with a JSON object.
             let answer = ureq::get(&format!("{endpoint}/moto-api/data.json"))
                 .timeout(Duration::from_secs(5))
                 .call()
