@@ -110,6 +110,7 @@ pub fn number(f: f64) -> String {
     let (mantissa, exp) = sci.split_once('e').expect("`{:e}` writes an exponent");
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let exp: i32 = exp.parse().expect("`{:e}` writes an integer exponent");
+    let digits = even_on_a_tie(f.abs(), digits, exp);
     // ECMAScript's names: k digits, the decimal point after n of them.
     let k = digits.len() as i32;
     let n = exp + 1;
@@ -142,6 +143,47 @@ pub fn number(f: f64) -> String {
     out
 }
 
+/// When `f` lies exactly halfway between two shortest digit strings, ECMAScript takes the one
+/// whose last digit is even, and Rust's `{:e}` may take the other: 255725560155958.625 is
+/// `…958.62` in JavaScript and `…958.63` in Rust. `digits` (with the first digit's power of
+/// ten `exp`) is Rust's choice for `f`, positive; the answer is ECMAScript's.
+fn even_on_a_tie(f: f64, digits: String, exp: i32) -> String {
+    if !digits.ends_with(|c: char| matches!(c, '1' | '3' | '5' | '7' | '9')) {
+        return digits;
+    }
+    // Every f64 is a finite decimal of at most 767 significant digits: this writes it exactly.
+    let exact = format!("{f:.800e}");
+    let (mantissa, exact_exp) = exact.split_once('e').expect("`{:e}` writes an exponent");
+    if exact_exp.parse::<i32>() != Ok(exp) {
+        return digits;
+    }
+    let exact: Vec<u8> = mantissa.bytes().filter(|b| *b != b'.').collect();
+    let k = digits.len();
+    let halfway = exact.get(k) == Some(&b'5') && exact[k + 1..].iter().all(|b| *b == b'0');
+    if !halfway {
+        return digits;
+    }
+    // The two candidates are the exact digits cut at k, and that plus one in the last place.
+    let below: String = exact[..k].iter().map(|&b| char::from(b)).collect();
+    let other = if below == digits {
+        let mut up = below.into_bytes();
+        let Some(i) = up.iter().rposition(|b| *b != b'9') else {
+            return digits;
+        };
+        up[i] += 1;
+        up[i + 1..].fill(b'0');
+        String::from_utf8(up).expect("digits")
+    } else {
+        below
+    };
+    let reads_back = format!("{}.{}e{exp}", &other[..1], &other[1..]).parse::<f64>() == Ok(f);
+    if reads_back {
+        other
+    } else {
+        digits
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +205,8 @@ mod tests {
             (1.5e-7, "1.5e-7"),
             (5e-324, "5e-324"),
             (f64::MAX, "1.7976931348623157e+308"),
+            // Exactly halfway between two 17-digit strings: the even one, as JavaScript writes it.
+            (255725560155958.625, "255725560155958.62"),
             (9007199254740993.0, "9007199254740992"),
             (0.000123, "0.000123"),
             (1.2345e25, "1.2345e+25"),
