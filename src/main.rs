@@ -324,6 +324,13 @@ fn known_names() -> String {
 }
 
 fn serve(listen: Option<String>, db: &DbArg) -> anyhow::Result<()> {
+    // Before anything is printed: whoever reads the address or the key may signal at once, and
+    // a SIGTERM that came before the handler would kill the server instead of stopping it.
+    let (tx, stop) = std::sync::mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .context("while installing the signal handler")?;
     let mut config = config_with(db)?;
     if let Some(l) = listen {
         config.set_listen(l);
@@ -350,12 +357,7 @@ fn serve(listen: Option<String>, db: &DbArg) -> anyhow::Result<()> {
         }
     }
     prepare_request_signing(handle.app().clone());
-    let (tx, rx) = std::sync::mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = tx.send(());
-    })
-    .context("while installing the signal handler")?;
-    let _ = rx.recv();
+    let _ = stop.recv();
     eprintln!("ingot stopping: finishing requests in flight");
     handle.shutdown();
     eprintln!("ingot stopped");

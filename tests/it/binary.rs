@@ -179,6 +179,42 @@ fn help_lists_every_command_and_flag() {
     }
 }
 
+/// Whoever reads the address line may signal at once (a service manager, a test, an operator's
+/// script): the handler must be in place before it is printed. The deb test once sent SIGTERM in
+/// the few microseconds between the banner and the handler, and the server died of the signal.
+/// This is a race, so it is tried several times; it cannot fail when the order is right.
+#[test]
+fn sigterm_the_moment_the_address_is_printed_still_stops_cleanly() {
+    for round in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(dir.path().join("ingot.db"))
+            .env_remove("INGOT_MASTER_KEY")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.starts_with("ingot listening on ") {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("round {round}: the server ended before printing its address");
+            }
+        }
+        // SIGTERM right away, without reading the key lines that follow.
+        let pid = child.id() as libc::pid_t;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "round {round}: SIGTERM on the address line: {status:?}"
+        );
+    }
+}
+
 #[test]
 fn first_start_prints_a_development_key_that_works_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
