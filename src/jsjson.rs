@@ -148,7 +148,7 @@ pub fn number(f: f64) -> String {
 /// `…958.62` in JavaScript and `…958.63` in Rust. `digits` (with the first digit's power of
 /// ten `exp`) is Rust's choice for `f`, positive; the answer is ECMAScript's.
 fn even_on_a_tie(f: f64, digits: String, exp: i32) -> String {
-    if !digits.ends_with(|c: char| matches!(c, '1' | '3' | '5' | '7' | '9')) {
+    if !digits.ends_with(['1', '3', '5', '7', '9']) {
         return digits;
     }
     // Every f64 is a finite decimal of at most 767 significant digits: this writes it exactly.
@@ -206,6 +206,8 @@ mod tests {
             (5e-324, "5e-324"),
             (f64::MAX, "1.7976931348623157e+308"),
             // Exactly halfway between two 17-digit strings: the even one, as JavaScript writes it.
+            // (The literal is the double's exact value, every digit of it meant.)
+            #[allow(clippy::excessive_precision)]
             (255725560155958.625, "255725560155958.62"),
             (9007199254740993.0, "9007199254740992"),
             (0.000123, "0.000123"),
