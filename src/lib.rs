@@ -17,6 +17,7 @@ pub mod http;
 pub mod ids;
 pub mod jsjson;
 pub mod limits;
+pub mod logbuf;
 pub mod metrics;
 pub mod oauth;
 pub mod outbound;

@@ -236,8 +236,17 @@ fn main() {
             writeln!(buf, "{line}")
         });
     }
+    // A server's stderr (a file, a pipe, the journal) gets its lines in batches, one write for
+    // many (see `ingot::logbuf`); a person watching a terminal, or running a command, sees each
+    // line as it comes, in order with what the command prints.
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. }) && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        logger.target(env_logger::Target::Pipe(Box::new(ingot::logbuf::Batched)));
+    }
     logger.init();
-    if let Err(e) = run(Cli::parse()) {
+    let outcome = run(cli);
+    ingot::logbuf::flush();
+    if let Err(e) = outcome {
         eprintln!("ingot: {e:#}");
         std::process::exit(1);
     }
@@ -339,6 +348,8 @@ fn serve(listen: Option<String>, db: &DbArg) -> anyhow::Result<()> {
         std::net::TcpListener::bind(&config.listen).with_context(|| format!("while binding {}", config.listen))?;
     let handle = ingot::start(config, listener)?;
     let addr = handle.addr();
+    // What was logged while starting comes before the banner.
+    ingot::logbuf::flush();
     if ingot::http::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         // Every line a JSON object, and no key in a line that may be shipped with the logs.
         log::info!(target: "ingot::serve", "listening on http://{addr}");
@@ -358,8 +369,10 @@ fn serve(listen: Option<String>, db: &DbArg) -> anyhow::Result<()> {
     }
     prepare_request_signing(handle.app().clone());
     let _ = stop.recv();
+    ingot::logbuf::flush();
     eprintln!("ingot stopping: finishing requests in flight");
     handle.shutdown();
+    ingot::logbuf::flush();
     eprintln!("ingot stopped");
     Ok(())
 }

@@ -215,6 +215,41 @@ fn sigterm_the_moment_the_address_is_printed_still_stops_cleanly() {
     }
 }
 
+/// A server's log lines go to stderr in batches (`ingot::logbuf`): none is lost by a clean
+/// stop, and each comes before the stop's own lines, even those logged just before the signal.
+#[test]
+fn a_clean_stop_writes_every_access_line_before_it_says_it_is_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn(&dir.path().join("ingot.db"));
+    let ids: Vec<String> = (0..300).map(|i| format!("batched-{i}")).collect();
+    let agent = ureq::agent();
+    for id in &ids {
+        let r = agent
+            .get(&format!("{}/healthz", server.base))
+            .set("X-Request-Id", id)
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(server.child.wait().unwrap().success());
+    let lines: Vec<String> = server.lines.iter().collect();
+    let stopping = lines
+        .iter()
+        .position(|l| l.starts_with("ingot stopping"))
+        .unwrap_or_else(|| panic!("no stopping line: {lines:?}"));
+    for id in &ids {
+        let at = lines
+            .iter()
+            .position(|l| l.contains("ingot::access") && l.ends_with(&format!(" id={id}")))
+            .unwrap_or_else(|| panic!("no access line for {id}"));
+        assert!(at < stopping, "the access line for {id} came after the stopping line");
+    }
+}
+
 #[test]
 fn first_start_prints_a_development_key_that_works_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
