@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # ingot at size: the read operations on a small database and on one with 1,000,000 users and
 # 10,000,000 error logs, side by side, in run.sh's setup (the server pinned to one core, wrk to
-# the other, 16 keep-alive connections, 8 s runs, median of three).
+# the other, 16 keep-alive connections, 8 s runs, median of three). Both servers are loaded
+# first, then each run goes to one of them with the other stopped (SIGSTOP), alternating small
+# big / big small, so that the two sizes share the machine's moods alike.
 #
 #   bash tests/bench/scale.sh          # about 15 minutes on 2 cores, ~6 GB of disk under /tmp
 #
@@ -20,7 +22,7 @@
 #   logs-deep    GET /logs?limit=50&cursor={a nextCursor}  (a page anywhere in the newest 500,000,
 #                the cursors taken beforehand from /logs?limit=1&skip=K, K at random)
 #   logs-skip    GET /logs?limit=50&skip=5000              (paging by skip reads what it skips)
-# and the peak RSS of the server (VmHWM) over the whole run.
+# and the peak RSS of each server (VmHWM) over the whole run.
 # Knobs: SCALE_USERS (1000000), SCALE_LOGS (10000000), SMALL_USERS (2000), SMALL_LOGS (20000),
 # BENCH_SECONDS (8), BENCH_REPS (3), BENCH_SERVER_CPU (1), BENCH_WRK_CPU (0).
 set -euo pipefail
@@ -38,33 +40,40 @@ OPS="get list list-deep token logs logs-user logs-wf logs-deep logs-skip"
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 WORK=$(mktemp -d /tmp/ingot-scale.XXXXXX)
-PID=
-cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-    if [ -z "${BENCH_KEEP:-}" ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
-}
-trap cleanup EXIT
 log() { echo "[scale $(date +%H:%M:%S)] $*" >&2; }
 
 (cd "$ROOT" && cargo build --release --bin ingot --example seed 2>&1 | tail -n 1) >&2
 INGOT="$ROOT/target/release/ingot"
 SEED="$ROOT/target/release/examples/seed"
 command -v wrk >/dev/null || { log "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-URL="http://127.0.0.1:$PORT"
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+declare -A PIDS=() URLS=() KEYS=()
+cleanup() {
+    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -CONT "$p" 2>/dev/null && kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+    if [ -z "${BENCH_KEEP:-}" ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
+}
+trap cleanup EXIT
 
-# start DIR: serve DIR/ingot.db pinned; waits until it listens (and, on a new database, until
-# the request-signing key is made, so that no run shares the core with making it).
+# start SIZE DIR: serve DIR/ingot.db pinned, on a free port; waits until it listens (and, on a
+# new database, until the request-signing key is made, so that no run shares the core with
+# making it). Sets PIDS[SIZE] and URLS[SIZE], and URL for the loaders below.
 start() {
-    INGOT_RATE_PER_USER=0 taskset -c "$SERVER_CPU" "$INGOT" serve --listen "127.0.0.1:$PORT" \
-        --db "$1/ingot.db" >/dev/null 2>>"$1/ingot.log" &
-    PID=$!
-    for _ in $(seq 600); do grep -q "listening on" "$1/ingot.log" 2>/dev/null && break; sleep 0.1; done
-    if grep -q INGOT_DEV_KEY "$1/ingot.log"; then
-        for _ in $(seq 600); do grep -q "request-signing key" "$1/ingot.log" && break; sleep 0.1; done
+    local port
+    port=$(free_port)
+    INGOT_RATE_PER_USER=0 taskset -c "$SERVER_CPU" "$INGOT" serve --listen "127.0.0.1:$port" \
+        --db "$2/ingot.db" >/dev/null 2>>"$2/ingot.log" &
+    PIDS[$1]=$!
+    URLS[$1]="http://127.0.0.1:$port"
+    URL=${URLS[$1]}
+    for _ in $(seq 600); do grep -q "listening on http://127.0.0.1:$port" "$2/ingot.log" 2>/dev/null && break; sleep 0.1; done
+    if grep -q INGOT_DEV_KEY "$2/ingot.log"; then
+        for _ in $(seq 600); do grep -q "request-signing key" "$2/ingot.log" && break; sleep 0.1; done
     fi
 }
-stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
+stop() { kill "${PIDS[$1]}"; wait "${PIDS[$1]}" 2>/dev/null || true; PIDS[$1]=; }
 
 # users DIR N: N users through POST /users/batch (4 clients, 1000 a call); their ids to DIR/ids.
 users() {
@@ -116,30 +125,28 @@ open(out, "w").write("\n".join(found) + "\n")
 EOF
 }
 
-# measure SIZE DIR: every op REPS times; RESULT lines to $WORK/all.
-measure() {
-    local size=$1 dir=$2 op path ids
-    shuf -n 100000 "$dir/ids" >"$dir/sample"
-    for rep in $(seq "$REPS"); do
-        for op in $OPS; do
-            ids="$dir/sample"
-            case "$op" in
-            get) path='/users/{id}' ;;
-            list) path='/users?limit=50' ;;
-            list-deep) path='/users?limit=50&cursor={id}' ;;
-            token) path='/users/{id}/token' ;;
-            logs) path='/logs?limit=50' ;;
-            logs-user) path='/logs?limit=50&associatedUserId={id}' ;;
-            logs-wf) path='/logs?limit=50&workflowId={id}'; ids="$dir/ingot.workflows" ;;
-            logs-deep) path='/logs?limit=50&cursor={id}'; ids="$dir/cursors" ;;
-            logs-skip) path='/logs?limit=50&skip=5000' ;;
-            esac
-            OP=path URL_PATH=$path AUTH="Bearer $KEY" IDS=$ids LABEL="$size/$op/$rep" \
-                taskset -c "$WRK_CPU" wrk -t 2 -c 16 -d "${SECS}s" --timeout 30s \
-                -s "$HERE/wrk/ops.lua" "$URL" | grep '^RESULT' | tee -a "$WORK/all" >&2
-        done
-    done
-    grep VmHWM "/proc/$PID/status" | awk -v s="$size" '{print "RSS size=" s " peak_kib=" $2}' >>"$WORK/all"
+# run SIZE OP REP: one measured run on SIZE's server, the other stopped; its RESULT line to
+# $WORK/all.
+run() {
+    local size=$1 op=$2 rep=$3 dir="$WORK/$1" path ids other
+    ids="$dir/sample"
+    case "$op" in
+    get) path='/users/{id}' ;;
+    list) path='/users?limit=50' ;;
+    list-deep) path='/users?limit=50&cursor={id}' ;;
+    token) path='/users/{id}/token' ;;
+    logs) path='/logs?limit=50' ;;
+    logs-user) path='/logs?limit=50&associatedUserId={id}' ;;
+    logs-wf) path='/logs?limit=50&workflowId={id}'; ids="$dir/ingot.workflows" ;;
+    logs-deep) path='/logs?limit=50&cursor={id}'; ids="$dir/cursors" ;;
+    logs-skip) path='/logs?limit=50&skip=5000' ;;
+    esac
+    if [ "$size" = small ]; then other=${PIDS[big]}; else other=${PIDS[small]}; fi
+    kill -STOP "$other"
+    OP=path URL_PATH=$path AUTH="Bearer ${KEYS[$size]}" IDS=$ids LABEL="$size/$op/$rep" \
+        taskset -c "$WRK_CPU" wrk -t 2 -c 16 -d "${SECS}s" --timeout 30s \
+        -s "$HERE/wrk/ops.lua" "${URLS[$size]}" | grep '^RESULT' | tee -a "$WORK/all" >&2
+    kill -CONT "$other"
 }
 
 for size in small big; do
@@ -147,18 +154,28 @@ for size in small big; do
     mkdir -p "$dir"
     if [ $size = small ]; then nu=$SMALL_USERS; nl=$SMALL_LOGS; else nu=$BIG_USERS; nl=$BIG_LOGS; fi
     log "$size: $nu users, $nl error logs"
-    start "$dir"
-    KEY=$(grep -o 'INGOT_DEV_KEY=[^ ]*' "$dir/ingot.log" | head -n 1 | cut -d= -f2)
+    start $size "$dir"
+    KEYS[$size]=$(grep -o 'INGOT_DEV_KEY=[^ ]*' "$dir/ingot.log" | head -n 1 | cut -d= -f2)
+    KEY=${KEYS[$size]}
     users "$dir" "$nu"
-    stop
+    stop $size
     log "$size: seeding $nl error logs with the server stopped"
     # 1,000 logs a workflow at both sizes, so that logs-wf asks the same of each.
     "$SEED" "$dir/ingot.db" "$nl" $(( nl / 1000 > 0 ? nl / 1000 : 1 )) >>"$WORK/seeded"
     log "$size: $(tail -n 1 "$WORK/seeded"); database $(du -sh "$dir" | cut -f1)"
-    start "$dir"
+    start $size "$dir"
     cursors "$dir" 200
-    measure "$size" "$dir"
-    stop
+    shuf -n 100000 "$dir/ids" >"$dir/sample"
+done
+for rep in $(seq "$REPS"); do
+    if [ $((rep % 2)) = 1 ]; then order="small big"; else order="big small"; fi
+    for op in $OPS; do
+        for size in $order; do run $size $op $rep; done
+    done
+    log "repetition $rep of $REPS done"
+done
+for size in small big; do
+    grep VmHWM "/proc/${PIDS[$size]}/status" | awk -v s="$size" '{print "RSS size=" s " peak_kib=" $2}' >>"$WORK/all"
 done
 
 python3 - "$WORK/all" "$BIG_USERS" "$BIG_LOGS" "$SMALL_USERS" "$SMALL_LOGS" "$SECS" "$REPS" <<'EOF'
