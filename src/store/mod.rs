@@ -462,10 +462,25 @@ impl Drop for Store {
 
 fn run_writer(conn: Connection, rx: mpsc::Receiver<Job>, stats: &WriterStats) {
     while let Ok(first) = rx.recv() {
+        // Before committing, the writer yields the core (twice, and again after each write
+        // that arrived meanwhile): handlers that are runnable on it submit their writes into
+        // this batch instead of the next. An fsync'd commit costs the core itself, not only
+        // the wait (on one core, a create took 58 µs of CPU with `synchronous=FULL` and 39 µs
+        // with `NORMAL`, about 170 µs a commit of nine), so fewer, larger commits leave more of
+        // it for requests: 14.3 writes a commit instead of 8.8 at 16 connections. With nothing
+        // else runnable, a yield returns at once.
         let mut batch = vec![first];
+        let mut yields = 0;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    batch.push(job);
+                    yields = 0;
+                }
+                Err(_) if yields < 2 => {
+                    yields += 1;
+                    std::thread::yield_now();
+                }
                 Err(_) => break,
             }
         }
