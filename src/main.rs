@@ -240,16 +240,44 @@ fn main() {
     // many (see `ingot::logbuf`); a person watching a terminal, or running a command, sees each
     // line as it comes, in order with what the command prints.
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Serve { .. }) && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    let serving = matches!(cli.command, Command::Serve { .. });
+    // Before any thread starts, so that every thread of the server inherits it.
+    let batch = serving.then(batch_scheduling);
+    if serving && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         logger.target(env_logger::Target::Pipe(Box::new(ingot::logbuf::Batched)));
     }
     logger.init();
+    if let Some(Err(e)) = batch {
+        log::info!("handlers run under the default scheduling policy (SCHED_BATCH was refused: {e})");
+    }
     let outcome = run(cli);
     ingot::logbuf::flush();
     if let Err(e) = outcome {
         eprintln!("ingot: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Puts the calling thread, and so every thread it starts, under `SCHED_BATCH`: the same
+/// priority and share of the CPU, but a thread that wakes does not preempt the one running.
+/// A handler woken by its next request, or by its group commit, then waits for the running
+/// handler to finish or block instead of taking the core mid-request: a third fewer context
+/// switches a create, and 8-16 % more gets, creates and deletes a second on one core (see the
+/// README's performance section).
+#[cfg(target_os = "linux")]
+fn batch_scheduling() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain system call on the calling thread (pid 0) with a valid parameter.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn batch_scheduling() -> std::io::Result<()> {
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -881,3 +881,47 @@ fn json_logs_are_one_object_per_line_with_the_request_id_answered_back() {
         "no key in a JSON line"
     );
 }
+
+/// The scheduling policy of each thread of process `pid` (field 41 of its `stat`).
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let Ok(stat) = std::fs::read_to_string(task.join("stat")) else {
+            continue; // a thread that ended meanwhile
+        };
+        // The name, in parentheses, may hold spaces: count fields from the last ')', which
+        // is followed by field 3.
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_string();
+        let policy = rest.split_whitespace().nth(41 - 3).unwrap().parse().unwrap();
+        out.push((name, policy));
+    }
+    out
+}
+
+#[test]
+fn every_thread_of_the_server_runs_under_sched_batch() {
+    const SCHED_BATCH: u32 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn(&dir.path().join("ingot.db"));
+    let key = server.key.clone().unwrap();
+    // Connection threads exist only while there are connections: hold some open.
+    let conns: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap())
+        .collect();
+    assert_eq!(call(&server.base, &key, "GET", "/users", None).0, 200);
+    let policies = thread_policies(server.child.id());
+    assert!(
+        policies.len() >= 5,
+        "control: the server's threads were read: {policies:?}"
+    );
+    let others: Vec<_> = policies.iter().filter(|(_, p)| *p != SCHED_BATCH).collect();
+    assert!(others.is_empty(), "threads under another policy: {others:?}");
+    // Control: this test's own process keeps the default policy (SCHED_OTHER, 0), so the
+    // field read is the policy and not a constant.
+    assert!(thread_policies(std::process::id()).iter().all(|(_, p)| *p == 0));
+    drop(conns);
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+}
