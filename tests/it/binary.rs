@@ -912,6 +912,9 @@ fn every_thread_of_the_server_runs_under_sched_batch() {
         .collect();
     assert_eq!(call(&server.base, &key, "GET", "/users", None).0, 200);
     let policies = thread_policies(server.child.id());
+    drop(conns);
+    server.child.kill().unwrap(); // before the asserts, so a failing test leaves no server
+    let _ = server.child.wait();
     assert!(
         policies.len() >= 5,
         "control: the server's threads were read: {policies:?}"
@@ -921,7 +924,4 @@ fn every_thread_of_the_server_runs_under_sched_batch() {
     // Control: this test's own process keeps the default policy (SCHED_OTHER, 0), so the
     // field read is the policy and not a constant.
     assert!(thread_policies(std::process::id()).iter().all(|(_, p)| *p == 0));
-    drop(conns);
-    server.child.kill().unwrap();
-    let _ = server.child.wait();
 }
