@@ -18,8 +18,7 @@
 #   2. starts each server on a free 127.0.0.1 port with a fresh temp data dir and seeds it
 #      (BENCH_SEED users; PocketBase also BENCH_PB_TOKEN_USERS auth records for "token");
 #   3. runs tests/bench/wrk/ops.lua for every operation against each server in turn (the other
-#      paused), and prints
-#      the table: median req/s and p99 of each, and the ratios;
+#      paused), and prints the table: median req/s and p99 of each, and the ratios;
 #   4. prints the floors measured on the servers' core: a fixed response from ingot's HTTP edge
 #      (GET /healthz through wrk), Ed25519 signatures per second (and whole tokens minted,
 #      without HTTP), and fsync'd SQLite commits per second;
@@ -162,7 +161,11 @@ duration() { if [ "$1" = delete ]; then echo $((SECS / 2)); else echo "$SECS"; f
 # RESULT line to $WORK/res/all.
 wrk_run() {
     local srv=$1 op=$2 rep=$3 label=$4 url auth ids="" out other
-    if [ "$srv" = ingot ]; then url=$IURL; auth="Bearer $KEY"; other=$PB_PID; else url=$PURL; auth=$TOKEN; other=$INGOT_PID; fi
+    if [ "$srv" = ingot ]; then
+        url=$IURL auth="Bearer $KEY" other=$PB_PID
+    else
+        url=$PURL auth=$TOKEN other=$INGOT_PID
+    fi
     case "$op" in
     get) ids="$WORK/res/seed-$srv" ;;
     token) if [ "$srv" = ingot ]; then ids="$WORK/res/seed-ingot"; else ids="$WORK/res/tok-pb"; fi ;;
