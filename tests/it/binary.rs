@@ -32,6 +32,8 @@ pub(crate) struct Spawned {
     pub child: Child,
     pub base: String,
     pub key: Option<String>,
+    /// The lines read while starting (up to the address, and the key's if one was printed).
+    pub seen: Vec<String>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -63,26 +65,33 @@ pub(crate) fn spawn_command(mut command: Command, db: &Path, vars: &[(&str, &str
             }
         }
     });
+    let mut seen = Vec::new();
     let base = loop {
         let line = lines
             .recv_timeout(Duration::from_secs(60))
             .expect("the server printed its address");
-        if let Some(addr) = line.strip_prefix("ingot listening on ") {
-            break addr.trim().to_string();
+        let addr = line.strip_prefix("ingot listening on ").map(|a| a.trim().to_string());
+        seen.push(line);
+        if let Some(addr) = addr {
+            break addr;
         }
     };
     // The key, if one was made, is printed right after the address line.
     let mut key = None;
     if let Ok(next) = lines.recv_timeout(Duration::from_millis(500)) {
-        if next.contains("development API key") {
+        let banner = next.contains("development API key");
+        seen.push(next);
+        if banner {
             let keyline = lines.recv_timeout(Duration::from_secs(5)).unwrap();
             key = keyline.trim().strip_prefix("INGOT_DEV_KEY=").map(str::to_string);
+            seen.push(keyline);
         }
     }
     Spawned {
         child,
         base,
         key,
+        seen,
         lines,
     }
 }
@@ -330,11 +339,12 @@ fn serve_makes_the_request_signing_key_at_first_start_and_the_cli_replaces_it_li
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ingot.db");
     let mut server = spawn_with(&db, &[("INGOT_LOG", "trace")]);
-    // Made in the background, before any request asks for it.
-    let mut lines = Vec::new();
+    // Made in the background, before any request asks for it. The lines start with those
+    // read while starting: the edge's debug lines may come before the address.
+    let mut lines = server.seen.clone();
     while !lines
-        .last()
-        .is_some_and(|l: &String| l.contains("made the request-signing key"))
+        .iter()
+        .any(|l: &String| l.contains("made the request-signing key"))
     {
         lines.push(
             server
@@ -904,17 +914,15 @@ fn thread_policies(pid: u32) -> Vec<(String, u32)> {
 fn every_thread_of_the_server_runs_under_sched_batch() {
     const SCHED_BATCH: u32 = 3;
     let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn(&dir.path().join("ingot.db"));
+    let server = spawn(&dir.path().join("ingot.db"));
     let key = server.key.clone().unwrap();
-    // Connection threads exist only while there are connections: hold some open.
-    let conns: Vec<std::net::TcpStream> = (0..3)
+    let child = Killed(server.child); // also when an assert below fails
+                                      // Connection threads exist only while there are connections: hold some open.
+    let _conns: Vec<std::net::TcpStream> = (0..3)
         .map(|_| std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap())
         .collect();
     assert_eq!(call(&server.base, &key, "GET", "/users", None).0, 200);
-    let policies = thread_policies(server.child.id());
-    drop(conns);
-    server.child.kill().unwrap(); // before the asserts, so a failing test leaves no server
-    let _ = server.child.wait();
+    let policies = thread_policies(child.0.id());
     assert!(
         policies.len() >= 5,
         "control: the server's threads were read: {policies:?}"
