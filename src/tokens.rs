@@ -50,13 +50,14 @@ pub fn generate_key() -> (String, Vec<u8>, Vec<u8>) {
     (ids::object_id(), pair.public_key().to_bytes(), pair.to_bytes())
 }
 
-/// A signing key ready to mint with: ring's Ed25519, about twice as fast as jwt-simple's
-/// pure-Rust signer (30 µs against 73 µs a token here). Verification stays with jwt-simple.
+/// A signing key ready to mint with: ed25519-dalek's Ed25519 (its precomputed basepoint
+/// table), 19 µs a signature here against ring's 24 µs and jwt-simple's pure-Rust 70 µs.
+/// Verification stays with jwt-simple.
 pub struct Signer {
     kid: String,
     /// The encoded JWT header, the same for every token of this key.
     header: String,
-    key: ring::signature::Ed25519KeyPair,
+    key: ed25519_dalek::SigningKey,
 }
 
 impl Signer {
@@ -66,8 +67,12 @@ impl Signer {
         if private.len() != 64 {
             return Err(damaged());
         }
-        let key = ring::signature::Ed25519KeyPair::from_seed_and_public_key(&private[..32], &private[32..])
-            .map_err(|_| damaged())?;
+        let seed: &[u8; 32] = private[..32].try_into().map_err(|_| damaged())?;
+        let key = ed25519_dalek::SigningKey::from_bytes(seed);
+        // The stored public half must be the seed's, as ring checked when it loaded a pair.
+        if key.verifying_key().as_bytes()[..] != private[32..] {
+            return Err(damaged());
+        }
         let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": kid }).to_string();
         Ok(Signer {
             kid: kid.to_string(),
@@ -123,9 +128,9 @@ pub fn mint(
         claims["lnk"] = link.into();
     }
     let mut token = format!("{}.{}", signer.header, B64URL.encode(claims.to_string()));
-    let signature = signer.key.sign(token.as_bytes());
+    let signature = ed25519_dalek::Signer::sign(&signer.key, token.as_bytes());
     token.push('.');
-    token.push_str(&B64URL.encode(signature.as_ref()));
+    token.push_str(&B64URL.encode(signature.to_bytes()));
     Ok((token, (now + ttl) * 1000))
 }
 
@@ -279,6 +284,15 @@ mod tests {
             ("u1", "alice", Env::Production)
         );
         assert_eq!(v.expires_at_ms, exp);
+    }
+
+    #[test]
+    fn a_stored_key_whose_public_half_is_not_its_seeds_is_refused() {
+        let mut bytes = pair().to_bytes();
+        assert!(Signer::from_bytes("k1", &bytes).is_ok());
+        bytes[40] ^= 1;
+        assert!(Signer::from_bytes("k1", &bytes).is_err());
+        assert!(Signer::from_bytes("k1", &bytes[..63]).is_err());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! machine can do with nothing else in the way.
 //!
 //!   sign    Ed25519 signatures per second over a token's signing input, with the signer ingot
-//!           mints with (ring), and whole tokens per second through `ingot::tokens::mint`
+//!           mints with (ed25519-dalek) and with ring's for comparison, and whole tokens per
+//!           second through `ingot::tokens::mint`
 //!   commit  fsync'd SQLite commits per second, one row each, in WAL mode with
 //!           synchronous=FULL, on a database in DIR (the directory the servers' data is in)
 //!
@@ -31,14 +32,19 @@ fn main() {
         Some("sign") => {
             let (kid, _public, private) = ingot::tokens::generate_key();
             let signer = ingot::tokens::Signer::from_bytes(&kid, &private).unwrap();
-            let pair =
+            let dalek = ed25519_dalek::SigningKey::from_bytes(private[..32].try_into().unwrap());
+            let ring =
                 ring::signature::Ed25519KeyPair::from_seed_and_public_key(&private[..32], &private[32..]).unwrap();
             // A token's signing input is about this long (header, claims, base64url).
             let input = vec![b'a'; 330];
             let rate = per_second(seconds, || {
-                std::hint::black_box(pair.sign(std::hint::black_box(&input)));
+                std::hint::black_box(ed25519_dalek::Signer::sign(&dalek, std::hint::black_box(&input)));
             });
             println!("FLOOR name=ed25519_sign per_s={rate:.0}");
+            let rate = per_second(seconds, || {
+                std::hint::black_box(ring.sign(std::hint::black_box(&input)));
+            });
+            println!("FLOOR name=ed25519_sign_ring per_s={rate:.0}");
             let holder = ingot::tokens::Holder {
                 user_id: "65a1f0c2e4b0a1b2c3d4e5f6",
                 username: "seed-1@example.com",
