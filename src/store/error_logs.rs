@@ -309,4 +309,34 @@ mod tests {
         assert_eq!(doc["updatedAt"], rfc3339(log.updated_at).as_str());
         assert_eq!(doc.as_object().unwrap().len(), 11);
     }
+
+    /// Migration 6: a page of one user's or one workflow's logs, with or without a cursor, is
+    /// read from its index alone (no table row), in the page's order (no sort).
+    #[test]
+    fn a_page_by_user_or_by_workflow_reads_only_its_covering_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        for (column, index) in [("user_id", "error_logs_user"), ("workflow_id", "error_logs_workflow")] {
+            for cursor in ["", " AND (created_at, id) < (?3, ?4)"] {
+                let sql = format!(
+                    "EXPLAIN QUERY PLAN SELECT {COLUMNS} FROM error_logs WHERE env = ?1 AND {column} = ?2{cursor} \
+                     ORDER BY created_at DESC, id DESC LIMIT 50 OFFSET 0"
+                );
+                let mut st = conn.prepare(&sql).unwrap();
+                let n = st.parameter_count();
+                let values = ["development", "k", "1", "i"];
+                let plan: Vec<String> = st
+                    .query_map(rusqlite::params_from_iter(&values[..n]), |r| r.get(3))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
+                assert!(
+                    plan.iter()
+                        .any(|p| p.contains(&format!("USING COVERING INDEX {index}"))),
+                    "{sql}: {plan:?}"
+                );
+                assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{sql}: {plan:?}");
+            }
+        }
+    }
 }
