@@ -600,6 +600,53 @@ mod tests {
         assert!(fk.contains(&"users:CASCADE".to_string()), "{fk:?}");
     }
 
+    /// Migration 6 rebuilds two error-log indexes over the logs already there: none is lost,
+    /// and a page by user or by workflow still finds them, newest first, with its total.
+    #[test]
+    fn a_schema_5_database_with_error_logs_migrates_to_the_covering_indexes() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for step in &migrations()[..5] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        let mut written = Vec::new();
+        for i in 0..30 {
+            let user = if i % 3 == 0 { "u1" } else { "u2" };
+            let mut log = error_logs::new_log(Env::Production, user, "w1", "x", "b", "http", "Call", "boom");
+            log.created_at += i;
+            error_logs::insert(&conn, &log).unwrap();
+            written.push(log);
+        }
+        migrate(&mut conn).unwrap();
+        assert_eq!(
+            conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                .unwrap(),
+            6
+        );
+        let query = |user: Option<&str>| error_logs::Query {
+            env: Env::Production,
+            workflow_id: user.is_none().then(|| "w1".to_string()),
+            user_id: user.map(str::to_string),
+            block_type: None,
+            execution_id: None,
+            from_ms: None,
+            to_ms: None,
+            sort_column: "created_at",
+            descending: true,
+            skip: 0,
+            after: None,
+            limit: 100,
+        };
+        let (page, total) = error_logs::query(&conn, &query(Some("u1"))).unwrap();
+        let mut want: Vec<_> = written.iter().filter(|l| l.user_id == "u1").cloned().collect();
+        want.reverse();
+        assert_eq!((page, total), (want, 10));
+        let (page, total) = error_logs::query(&conn, &query(None)).unwrap();
+        assert_eq!((page.len(), total), (30, 30));
+        assert_eq!(page.first().map(|l| &l.id), written.last().map(|l| &l.id));
+    }
+
     /// A database made by the previous release (schema 1) with data in it is brought forward:
     /// its integration gets its first version, and the new columns and tables are there.
     #[test]
