@@ -51,7 +51,7 @@ pub fn generate_key() -> (String, Vec<u8>, Vec<u8>) {
 }
 
 /// A signing key ready to mint with: ed25519-dalek's Ed25519 (its precomputed basepoint
-/// table), 19 µs a signature here against ring's 24 µs and jwt-simple's pure-Rust 70 µs.
+/// table), 20 µs a signature here against ring's 26 µs and jwt-simple's pure-Rust 70 µs.
 /// Verification stays with jwt-simple.
 pub struct Signer {
     kid: String,
@@ -64,13 +64,11 @@ impl Signer {
     /// Loads a key stored as jwt-simple writes it: 32 bytes of seed, then the public key.
     pub fn from_bytes(kid: &str, private: &[u8]) -> Result<Signer, TokenError> {
         let damaged = || TokenError::Invalid("stored signing key is damaged".into());
-        if private.len() != 64 {
-            return Err(damaged());
-        }
-        let seed: &[u8; 32] = private[..32].try_into().map_err(|_| damaged())?;
+        let (seed, public) = private.split_at_checked(32).ok_or_else(damaged)?;
+        let seed: &[u8; 32] = seed.try_into().map_err(|_| damaged())?;
         let key = ed25519_dalek::SigningKey::from_bytes(seed);
         // The stored public half must be the seed's, as ring checked when it loaded a pair.
-        if key.verifying_key().as_bytes()[..] != private[32..] {
+        if key.verifying_key().as_bytes()[..] != *public {
             return Err(damaged());
         }
         let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": kid }).to_string();
@@ -83,6 +81,11 @@ impl Signer {
 
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// The Ed25519 signature of `input`.
+    pub fn sign(&self, input: &[u8]) -> [u8; 64] {
+        ed25519_dalek::Signer::sign(&self.key, input).to_bytes()
     }
 }
 
@@ -128,9 +131,9 @@ pub fn mint(
         claims["lnk"] = link.into();
     }
     let mut token = format!("{}.{}", signer.header, B64URL.encode(claims.to_string()));
-    let signature = ed25519_dalek::Signer::sign(&signer.key, token.as_bytes());
+    let signature = signer.sign(token.as_bytes());
     token.push('.');
-    token.push_str(&B64URL.encode(signature.to_bytes()));
+    token.push_str(&B64URL.encode(signature));
     Ok((token, (now + ttl) * 1000))
 }
 

@@ -916,8 +916,9 @@ fn every_thread_of_the_server_runs_under_sched_batch() {
     let dir = tempfile::tempdir().unwrap();
     let server = spawn(&dir.path().join("ingot.db"));
     let key = server.key.clone().unwrap();
-    let child = Killed(server.child); // also when an assert below fails
-                                      // Connection threads exist only while there are connections: hold some open.
+    // Killed also when an assert below fails.
+    let child = Killed(server.child);
+    // Connection threads exist only while there are connections: hold some open.
     let _conns: Vec<std::net::TcpStream> = (0..3)
         .map(|_| std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap())
         .collect();
