@@ -1,10 +1,13 @@
 //! Turns for request handlers: at most a few handlers run at once, the rest wait in the order
 //! they came.
 //!
-//! Every connection has its own thread (tiny_http's model), so under load many handlers are
-//! runnable on few cores and the scheduler preempts them mid-request: a request that loses its
-//! core waits behind every other connection's, which is where the tail latency came from. With
-//! turns, a handler runs to the end of its CPU work and the next one in line starts. A handler
+//! Requests are served by one poller thread per core (see the vendored tiny_http's
+//! `util/poller.rs`), but every thread back from a wait (a group commit, a slow client) finishes
+//! its request too, so under a burst of writes many handlers are runnable on few cores and the
+//! scheduler would preempt them mid-request: a request that loses its core waits behind all the
+//! others, which is where the tail latency came from (when every connection had a thread of its
+//! own, on every load). With turns, a handler runs to the end of its CPU work and the next one
+//! in line starts. A handler
 //! gives its turn back while it waits on something other than the CPU (a group commit, a call
 //! to another server) and takes a new one after.
 //!

@@ -48,8 +48,10 @@ impl<'a> Ctx<'a> {
         self.turn.borrow_mut().take();
     }
 
-    /// Runs `f`, which waits on something other than the CPU, without holding a turn.
+    /// Runs `f`, which waits on something other than the CPU, without holding a turn (and,
+    /// on a poller thread, after handing its polling to another: see `tiny_http::before_block`).
     pub fn outside<T>(&self, f: impl FnOnce() -> T) -> T {
+        tiny_http::before_block();
         let had = self.turn.borrow_mut().take().is_some();
         let out = f();
         if had {
@@ -214,9 +216,10 @@ impl Resp {
 /// The request side's shared state: whether the server is stopping and how many requests are
 /// in flight.
 ///
-/// Requests are handled on their connection's own thread (tiny_http's per-connection thread),
-/// which saves a hand-off between threads per request. Idle keep-alive connections may outlive
-/// the server; they get `503`.
+/// Requests are handled on the thread that found them waiting (on Linux a poller that takes
+/// connections from epoll: see `vendor/tiny_http/src/util/poller.rs`), which saves a hand-off
+/// between threads per request. Idle keep-alive connections may outlive the server; they get
+/// `503`.
 #[derive(Default)]
 pub struct Edge {
     stop: AtomicBool,

@@ -387,6 +387,7 @@ impl Store {
                 return Err(StoreError::Unavailable("every read connection is busy".into()));
             }
             pool.waiting.fetch_add(1, Ordering::SeqCst);
+            tiny_http::before_block();
             idle = pool
                 .returned
                 .wait_timeout(idle, left)

@@ -934,3 +934,47 @@ fn every_thread_of_the_server_runs_under_sched_batch() {
     // field read is the policy and not a constant.
     assert!(thread_policies(std::process::id()).iter().all(|(_, p)| *p == 0));
 }
+
+/// The process's thread count, from `/proc`.
+fn threads_of(child: &Child) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a Threads: line")
+}
+
+#[test]
+fn kept_alive_connections_waiting_for_their_next_request_hold_no_thread() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let spawned = spawn(&dir.path().join("ingot.db"));
+    let addr = spawned.base.trim_start_matches("http://").to_string();
+    let child = Killed(spawned.child);
+    // Let the start-up threads (key making, delivery, engine) settle.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = threads_of(&child.0);
+    let mut conns = Vec::new();
+    for _ in 0..64 {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while !String::from_utf8_lossy(&got).contains("\"ok\"") {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        conns.push(c);
+    }
+    let during = threads_of(&child.0);
+    // Each connection is open and kept alive; with a thread per connection the count would
+    // have grown by 64.
+    assert!(
+        during < before + 16,
+        "{before} threads before, {during} with 64 idle connections"
+    );
+    drop(conns);
+}

@@ -123,6 +123,32 @@ fn a_write_is_answered_200_only_after_its_commit() {
     assert_eq!(s.get("/users/never-committed").status, 404);
 }
 
+/// Requests on many connections that each wait for a commit wait together, whatever the
+/// number of cores: a thread that waits on a commit hands its connections to another first.
+#[test]
+fn creates_on_more_connections_than_cores_all_wait_in_one_commit() {
+    let s = Server::start();
+    let app = s.app().clone();
+    let held = HeldWriter::hold(&app);
+    const WRITES: usize = 12;
+    std::thread::scope(|scope| {
+        let creates: Vec<_> = (0..WRITES)
+            .map(|i| {
+                let s = &s;
+                scope.spawn(move || s.post("/users", serde_json::json!({ "username": format!("together-{i}") })))
+            })
+            .collect();
+        let before = held.release_once_queued(&app, WRITES);
+        for c in creates {
+            assert_eq!(c.join().unwrap().status, 200);
+        }
+        assert!(
+            app.store.stats.commits() - before <= 3,
+            "the creates did not share a commit"
+        );
+    });
+}
+
 /// Writes that fail, or panic, after changing rows leave none of those rows, and the writes
 /// they share a commit with are kept: each write runs inside its own savepoint.
 #[test]

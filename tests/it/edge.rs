@@ -177,3 +177,74 @@ fn a_request_that_finds_every_reader_lent_waits_then_gets_503_and_service_goes_o
         "served only when its wait ran out: {waited:?}"
     );
 }
+
+#[test]
+fn requests_pipelined_in_one_write_are_all_answered_in_order() {
+    let s = Server::start();
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    // Three requests in one segment: after the first, the other two are already read from the
+    // socket, so nothing tells the server they are there but its own buffer.
+    let one = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let three = format!("{}{}{}", one("/healthz"), one("/nowhere"), one("/healthz"));
+    c.write_all(three.as_bytes()).unwrap();
+    let statuses: Vec<String> = (0..3)
+        .map(|i| {
+            let (head, _) = read_response(&mut c).unwrap_or_else(|e| panic!("response {i}: {e}"));
+            head.lines().next().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        ["HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK"]
+    );
+    // And the connection still takes the next request.
+    c.write_all(one("/healthz").as_bytes()).unwrap();
+    assert!(read_response(&mut c).unwrap().0.starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn clients_that_stall_mid_request_or_stop_reading_do_not_hold_up_the_others() {
+    // Long timeouts, so that a stalled client would hold whatever thread it stalls for many
+    // seconds: the others must be served meanwhile.
+    let s = Server::start_configured(|c| {
+        c.header_timeout = Duration::from_secs(60);
+        c.read_timeout = Duration::from_secs(60);
+        c.body_timeout = Duration::from_secs(60);
+        c.write_timeout = Duration::from_secs(60);
+    });
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut stalled = Vec::new();
+    for _ in 0..cores + 2 {
+        // A header that stops half way, and a body that stops half way.
+        let mut head = TcpStream::connect(&addr).unwrap();
+        head.write_all(b"GET /healthz HTTP/1.1\r\nX-Half: ").unwrap();
+        let mut body = TcpStream::connect(&addr).unwrap();
+        let req = format!(
+            "POST /users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"user",
+            s.key
+        );
+        body.write_all(req.as_bytes()).unwrap();
+        // Responses asked for and never read: the server's writes fill the socket and stop.
+        let mut deaf = TcpStream::connect(&addr).unwrap();
+        let many = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200);
+        deaf.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = deaf.write_all(many.as_bytes());
+        stalled.extend([head, body, deaf]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let (head, _) =
+            read_response(&mut c).unwrap_or_else(|e| panic!("request {i} waited behind a stalled client: {e}"));
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    // Well inside the stalled clients' 60 s: nothing waited for them.
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    drop(stalled);
+}

@@ -97,6 +97,17 @@ impl ClientConnection {
         }
     }
 
+    /// ingot: bytes of the next request already read from the socket (epoll will not report
+    /// them).
+    pub(crate) fn buffered(&mut self) -> usize {
+        self.next_header_source.buffered()
+    }
+
+    /// ingot: no request may follow on this connection.
+    pub(crate) fn finished(&self) -> bool {
+        self.no_more_requests || self.close_after.load(Ordering::SeqCst)
+    }
+
     /// true if the connection is HTTPS
     pub fn secure(&self) -> bool {
         self.secure

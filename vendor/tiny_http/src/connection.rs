@@ -65,23 +65,39 @@ impl std::io::Read for Connection {
 }
 // ingot: both halves of a connection share one socket (`&TcpStream` reads and writes), so a
 // connection costs one file descriptor, not two, and its read timeout can be changed between
-// the phases of a request.
+// the phases of a request. On Linux a read or write first tries without waiting, and only if the socket is not
+// ready tells the poller it is about to block (see `util/poller.rs`).
 impl std::io::Read for &Connection {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match *self {
-            Connection::Tcp(s) => (&*s).read(buf),
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::io::AsRawFd;
+            let this = *self;
+            return crate::util::poller::read(this.as_raw_fd(), buf, |b| this.blocking_read(b));
+        }
+        #[allow(unreachable_code)]
+        self.blocking_read(buf)
+    }
+}
+impl Connection {
+    fn blocking_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Connection::Tcp(s) => std::io::Read::read(&mut &*s, buf),
             #[cfg(unix)]
-            Connection::Unix(s) => (&*s).read(buf),
+            Connection::Unix(s) => std::io::Read::read(&mut &*s, buf),
         }
     }
 }
 impl std::io::Write for &Connection {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match *self {
-            Connection::Tcp(s) => (&*s).write(buf),
-            #[cfg(unix)]
-            Connection::Unix(s) => (&*s).write(buf),
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::io::AsRawFd;
+            let this = *self;
+            return crate::util::poller::write(this.as_raw_fd(), buf, |b| this.blocking_write(b));
         }
+        #[allow(unreachable_code)]
+        self.blocking_write(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -89,6 +105,24 @@ impl std::io::Write for &Connection {
             Connection::Tcp(s) => (&*s).flush(),
             #[cfg(unix)]
             Connection::Unix(s) => (&*s).flush(),
+        }
+    }
+}
+impl Connection {
+    fn blocking_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Connection::Tcp(s) => std::io::Write::write(&mut &*s, buf),
+            #[cfg(unix)]
+            Connection::Unix(s) => std::io::Write::write(&mut &*s, buf),
+        }
+    }
+}
+#[cfg(unix)]
+impl std::os::unix::io::AsRawFd for Connection {
+    fn as_raw_fd(&self) -> std::os::unix::io::RawFd {
+        match self {
+            Self::Tcp(s) => s.as_raw_fd(),
+            Self::Unix(s) => s.as_raw_fd(),
         }
     }
 }

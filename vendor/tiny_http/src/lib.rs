@@ -89,7 +89,9 @@
 //! ```
 // ingot: upstream warnings, silenced because a path dependency shows them in every build.
 #![allow(unused_imports, dead_code)]
-#![forbid(unsafe_code)]
+// ingot: `deny`, not upstream's `forbid`: `util/poller.rs` calls epoll and is the one module
+// allowed to.
+#![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
@@ -117,7 +119,16 @@ pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 
-/// ingot: a function that handles a request on its connection's thread.
+/// ingot: call before a handler waits on something other than the CPU (a commit, another
+/// server), so that other connections go on being served meanwhile (see `util/poller.rs`).
+#[cfg(target_os = "linux")]
+pub use util::poller::before_block;
+/// ingot: call before a handler waits on something other than the CPU (nothing to do here:
+/// every connection has its own thread).
+#[cfg(not(target_os = "linux"))]
+pub fn before_block() {}
+
+/// ingot: a function that handles a request on the thread serving its connection.
 pub type Handler = Arc<dyn Fn(Request) + Send + Sync>;
 
 /// ingot: what a client may make the server hold, enforced at the edge (see `INGOT.md`).
@@ -139,6 +150,9 @@ pub struct Limits {
     pub max_headers: usize,
     /// The request line and all header lines together, in bytes.
     pub max_header_bytes: usize,
+    /// Threads that take connections with a request waiting (Linux, plain HTTP with a
+    /// handler; see `util/poller.rs`): one per core by default.
+    pub pollers: usize,
 }
 
 impl Default for Limits {
@@ -152,12 +166,13 @@ impl Default for Limits {
             max_line: 8 * 1024,
             max_headers: 100,
             max_header_bytes: 64 * 1024,
+            pollers: thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
 
 /// ingot: counts a connection for as long as it lives.
-struct Live(Arc<std::sync::atomic::AtomicUsize>);
+pub(crate) struct Live(Arc<std::sync::atomic::AtomicUsize>);
 
 impl Drop for Live {
     fn drop(&mut self) {
@@ -376,6 +391,18 @@ impl Server {
         let inside_messages = messages.clone();
         let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let inside_live = live.clone();
+        // ingot: on Linux, plain HTTP with a handler, connections wait in epoll between
+        // requests instead of on a thread each.
+        #[cfg(target_os = "linux")]
+        let pool = match (&handler, &ssl) {
+            (Some(h), None) => Some(util::poller::Pool::start(
+                h.clone(),
+                &limits,
+                close_trigger.clone(),
+                live.clone(),
+            )?),
+            _ => None,
+        };
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
@@ -412,11 +439,13 @@ impl Server {
                         };
 
                         match pair {
-                            Ok((read_closable, write_closable)) => Ok(ClientConnection::new(
-                                write_closable,
-                                read_closable,
-                                limits.clone(),
-                            )),
+                            Ok((read_closable, write_closable)) => {
+                                let socket = read_closable.control();
+                                Ok((
+                                    ClientConnection::new(write_closable, read_closable, limits.clone()),
+                                    socket,
+                                ))
+                            }
                             Err(e) => Err(e),
                         }
                     }
@@ -424,7 +453,16 @@ impl Server {
                 };
 
                 match new_client {
-                    Ok(client) => {
+                    #[cfg(target_os = "linux")]
+                    Ok((client, Some(socket))) if pool.is_some() => {
+                        backoff = Duration::from_millis(5);
+                        live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let counted = Live(live.clone());
+                        if let Some(pool) = &pool {
+                            pool.add(client, &socket, counted);
+                        }
+                    }
+                    Ok((client, _)) => {
                         backoff = Duration::from_millis(5);
                         let messages = inside_messages.clone();
                         let handler = handler.clone();

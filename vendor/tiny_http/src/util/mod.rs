@@ -13,6 +13,9 @@ mod custom_stream;
 mod equal_reader;
 mod fused_reader;
 mod messages_queue;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(crate) mod poller;
 pub(crate) mod refined_tcp_stream;
 mod sequential;
 mod task_pool;

@@ -124,6 +124,23 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     }
 }
 
+impl<R: Read + Send> SequentialReader<std::io::BufReader<R>> {
+    /// ingot: bytes read from the stream and not yet consumed; 0 while an earlier request's
+    /// body reader still holds the stream.
+    pub fn buffered(&mut self) -> usize {
+        if let SequentialReaderInner::Waiting(ref recv) = self.inner {
+            match recv.try_recv() {
+                Ok(reader) => self.inner = SequentialReaderInner::MyTurn(reader),
+                Err(_) => return 0,
+            }
+        }
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref reader) => reader.buffer().len(),
+            _ => 0,
+        }
+    }
+}
+
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         if let Some(v) = self.trigger.as_mut() {
