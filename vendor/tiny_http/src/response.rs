@@ -76,6 +76,9 @@ fn build_date_header() -> Header {
     Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
 }
 
+/// ingot: the largest body written together with its header, in one write.
+const ONE_WRITE_MAX: usize = 256 * 1024;
+
 fn write_message_header<W>(
     mut writer: W,
     http_version: &HTTPVersion,
@@ -421,13 +424,20 @@ where
             _ => (),
         };
 
-        // sending headers
-        write_message_header(
-            writer.by_ref(),
-            &http_version,
-            &self.status_code,
-            &self.headers,
-        )?;
+        // ingot: the header and a body of up to ONE_WRITE_MAX go out in one write. Through the
+        // 1 KiB buffer a 9 KiB page of users took three `send`s, and on loopback each one also
+        // delivers into the client's socket and wakes it.
+        let mut head = Vec::with_capacity(256 + data_length.unwrap_or(0).min(ONE_WRITE_MAX));
+        write_message_header(&mut head, &http_version, &self.status_code, &self.headers)?;
+        if let (false, Some(TransferEncoding::Identity), Some(n)) =
+            (do_not_send_body, transfer_encoding, data_length)
+        {
+            if n <= ONE_WRITE_MAX {
+                reader.by_ref().take(n as u64).read_to_end(&mut head)?;
+                return writer.write_all(&head);
+            }
+        }
+        writer.write_all(&head)?;
 
         // sending the body
         if !do_not_send_body {
