@@ -362,20 +362,12 @@ pub(crate) fn read(
     buf: &mut [u8],
     blocking: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
 ) -> std::io::Result<usize> {
-    loop {
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = IoError::last_os_error();
-        match e.kind() {
-            ErrorKind::Interrupted => continue,
-            ErrorKind::WouldBlock => break,
-            _ => return Err(e),
-        }
+    let len = buf.len();
+    let ptr = buf.as_mut_ptr();
+    match at_once(|| unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) }) {
+        Some(done) => done,
+        None => blocking(buf),
     }
-    before_block();
-    blocking(buf)
 }
 
 /// Writes what the socket takes now; only if that would block, calls [`before_block`] and
@@ -385,25 +377,28 @@ pub(crate) fn write(
     buf: &[u8],
     blocking: impl FnOnce(&[u8]) -> std::io::Result<usize>,
 ) -> std::io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    match at_once(|| unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) }) {
+        Some(done) => done,
+        None => blocking(buf),
+    }
+}
+
+/// Runs a non-blocking `recv` or `send` (again if interrupted); `None`, after
+/// [`before_block`], when it would have blocked.
+fn at_once(mut call: impl FnMut() -> isize) -> Option<std::io::Result<usize>> {
     loop {
-        let n = unsafe {
-            libc::send(
-                fd,
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
+        let n = call();
         if n >= 0 {
-            return Ok(n as usize);
+            return Some(Ok(n as usize));
         }
         let e = IoError::last_os_error();
         match e.kind() {
             ErrorKind::Interrupted => continue,
             ErrorKind::WouldBlock => break,
-            _ => return Err(e),
+            _ => return Some(Err(e)),
         }
     }
     before_block();
-    blocking(buf)
+    None
 }
